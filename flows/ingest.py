@@ -1,0 +1,100 @@
+"""The ingest flow: landing folder → raw → staged, validated, audited.
+
+Only wiring lives here: which step runs after which, with what retries. The steps are in
+``transforms/``. Files load one after another on one DuckDB connection (DuckDB allows one
+writer); each file is its own transaction, so an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from schemas import load_schemas
+from transforms import database, ingest, landing
+
+log = logging.getLogger(__name__)
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
+def discover_files(landing_dir: Path, feeds_by_agency: dict[str, list[str]]):
+    """Reading the landing folder is I/O: retried when a share hiccups."""
+    return landing.discover(landing_dir, feeds_by_agency)
+
+
+@task(cache_policy=NONE, task_run_name="ingest {landed.relative_path}")
+def ingest_file(con, schemas, landed: landing.LandedFile, run_id: int) -> ingest.FileOutcome:
+    return ingest.ingest_file(con, schemas, landed, run_id)
+
+
+@task(cache_policy=NONE)
+def validate_loads(con, schemas, db_path: Path, outcomes: list[ingest.FileOutcome]) -> str | None:
+    from transforms.validate import Validator
+
+    loads = [o for o in outcomes if o.status == "loaded"]
+    if not loads:
+        return None
+    validator = Validator(db_path)
+    for outcome in loads:
+        passed = validator.validate_load(con, schemas.feeds[outcome.feed], outcome.load_id, outcome.source_file)
+        ingest.set_validation(con, outcome.load_id, passed)
+    return validator.build_docs()
+
+
+@flow(name="ingest", log_prints=False)
+def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None, validate: bool = True,
+                progress: bool = False) -> dict:
+    """Load every new file under ``landing_dir`` into the DuckDB file ``db_path``."""
+    logger = get_run_logger()
+    schemas = load_schemas(schemas_dir)  # a broken configuration stops here, before any data
+    feeds_by_agency: dict[str, list[str]] = {}
+    for contract in schemas.feeds.values():
+        feeds_by_agency.setdefault(contract.agency, []).append(contract.feed)
+    files, unknown = discover_files(landing_dir, feeds_by_agency)
+    con = database.connect(db_path, schemas)
+    try:
+        run_id = ingest.start_run(con, landing_dir)
+        warnings = ingest.record_warnings(con, run_id, ingest.missing_feeds(schemas, landing_dir, files), unknown)
+        for text in warnings:
+            logger.warning(text)
+        outcomes = []
+        with _progress(progress, len(files)) as advance:
+            for landed in files:
+                outcomes.append(ingest_file(con, schemas, landed, run_id))
+                advance(landed.relative_path)
+        docs = validate_loads(con, schemas, db_path, outcomes) if validate else None
+        ingest.finish_run(con, run_id, outcomes)
+        loaded = [o for o in outcomes if o.status != "skipped"]
+        logger.info("run %s: %d files loaded, %d already loaded before", run_id, len(loaded),
+                    len(outcomes) - len(loaded))
+        return {"run_id": run_id, "files": [asdict(o) for o in outcomes], "warnings": warnings,
+                "data_docs": docs}
+    finally:
+        con.close()
+
+
+class _progress:
+    """A rich progress bar over files when asked for, a no-op otherwise."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda _name: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TextColumn("{task.description}"), transient=True)
+        self._bar.start()
+        task_id = self._bar.add_task("", total=self.total)
+        return lambda name: self._bar.update(task_id, advance=1, description=name)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._bar.stop()
+        return False

@@ -1,0 +1,91 @@
+"""The ``trace24`` command line: parse arguments, call a flow, print what it did. No logic here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trace24 import PROJECT_ROOT
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="trace24: agency extracts to four-categories lists within 24 hours.")
+console = Console()
+
+
+def _prefect_defaults() -> None:
+    """A project-local Prefect home and quiet telemetry unless the user set their own."""
+    os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def ingest(
+    landing: Path = typer.Option(..., "--landing", exists=True, file_okay=False, help="Landing folder."),
+    db: Path = typer.Option(..., "--db", dir_okay=False, help="DuckDB file (created if missing)."),
+    schemas: Path = typer.Option(None, "--schemas", file_okay=False, help="Another schemas/ folder."),
+    validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
+) -> None:
+    """Load every new delivery under LANDING into DB, and print the load audit."""
+    _prefect_defaults()
+    from flows.ingest import ingest_flow
+    from schemas import SchemaError
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = ingest_flow(landing_dir=landing, db_path=db, schemas_dir=schemas, validate=validate,
+                             progress=console.is_terminal)
+    except SchemaError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    print_audit(db, result["run_id"])
+    skipped = sum(f["status"] == "skipped" for f in result["files"])
+    if skipped:
+        console.print(f"{skipped} files were loaded by an earlier run and are unchanged: skipped.")
+    if result["data_docs"]:
+        console.print(f"Validation reports: {result['data_docs']}")
+
+
+def print_audit(db: Path, run_id: int) -> None:
+    import duckdb
+
+    from transforms.ingest import audit_summary
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = audit_summary(con, run_id)
+    table = Table(title=f"load_audit, run {run_id}")
+    for name in ("day", "agency", "feed", "file", "status", "read", "loaded", "quarantined", "superseded",
+                 "valid"):
+        table.add_column(name, justify="right" if name in {"read", "loaded", "quarantined", "superseded"} else "left")
+    totals = [0, 0, 0, 0]
+    for day, agency, feed, source_file, status, *counts, passed in rows:
+        totals = [t + c for t, c in zip(totals, counts, strict=True)]
+        table.add_row(str(day), agency, feed, source_file.split("/")[-1], status, *map(str, counts),
+                      {True: "yes", False: "NO", None: "-"}[passed])
+    table.add_row("total", "", "", f"{len(rows)} files", "", *map(str, totals), "", style="bold")
+    console.print(table)
+
+
+@app.command()
+def sample(
+    out: Path = typer.Option(PROJECT_ROOT / "data" / "sample", "--out", help="Where to write landing/ and truth/."),
+    residents: int = typer.Option(3000, help="Residents in the register."),
+    days: int = typer.Option(5, help="Delivery days."),
+    seed: int = typer.Option(2020, help="Random seed; the same seed gives the same files."),
+) -> None:
+    """Generate the sample city (deterministic)."""
+    from trace24.samplecity import generate_city
+
+    summary = generate_city(out, residents=residents, days=days, seed=seed)
+    console.print(summary)
+
+
+if __name__ == "__main__":
+    app()

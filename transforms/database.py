@@ -1,0 +1,135 @@
+"""The DuckDB store: connection set-up and the tables of the raw and staged layers.
+
+What belongs here: table definitions generated from the contracts (``raw_<feed>``,
+``staged_<feed>``) and the bookkeeping tables every stage shares (``load_audit``,
+``quarantine``, ``validation_results``, ``ingest_runs``). What does not: how rows get in
+(``raw.py``, ``staged.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from schemas import FeedContract, Schemas
+from transforms import normalise
+
+LINEAGE_COLUMNS = (
+    ("load_id", "INTEGER NOT NULL"),
+    ("delivery_date", "DATE NOT NULL"),
+    ("source_file", "VARCHAR NOT NULL"),
+    ("source_row_number", "BIGINT NOT NULL"),
+)
+
+BOOKKEEPING_DDL = (
+    """CREATE SEQUENCE IF NOT EXISTS load_id_sequence START 1""",
+    """CREATE TABLE IF NOT EXISTS ingest_runs (
+        run_id INTEGER PRIMARY KEY,
+        landing_dir VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        files_loaded INTEGER,
+        files_skipped INTEGER
+    )""",
+    """CREATE TABLE IF NOT EXISTS load_audit (
+        load_id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        delivery_date DATE NOT NULL,
+        agency VARCHAR NOT NULL,
+        feed VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        file_sha256 VARCHAR,
+        file_bytes BIGINT,
+        encoding VARCHAR,
+        column_map VARCHAR,
+        file_status VARCHAR NOT NULL,
+        rows_read BIGINT NOT NULL,
+        rows_loaded BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        rows_superseded BIGINT NOT NULL,
+        unmapped_columns VARCHAR[],
+        validation_passed BOOLEAN,
+        message VARCHAR,
+        CHECK (rows_read = rows_loaded + rows_quarantined)
+    )""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        load_id INTEGER NOT NULL,
+        delivery_date DATE NOT NULL,
+        agency VARCHAR NOT NULL,
+        feed VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        source_row_number BIGINT,
+        reason_codes VARCHAR[] NOT NULL,
+        reasons VARCHAR[] NOT NULL,
+        raw_values JSON
+    )""",
+    """CREATE TABLE IF NOT EXISTS delivery_warnings (
+        run_id INTEGER NOT NULL,
+        delivery_date DATE,
+        feed VARCHAR,
+        source_file VARCHAR,
+        warning VARCHAR NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS validation_results (
+        load_id INTEGER NOT NULL,
+        feed VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        expectation VARCHAR NOT NULL,
+        column_name VARCHAR,
+        success BOOLEAN NOT NULL,
+        element_count BIGINT,
+        unexpected_count BIGINT
+    )""",
+)
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier; identifiers cannot be bound as parameters, so they are quoted here."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def raw_table(feed: str) -> str:
+    return f"raw_{feed}"
+
+
+def staged_table(feed: str) -> str:
+    return f"staged_{feed}"
+
+
+def staged_columns(contract: FeedContract) -> list[tuple[str, str]]:
+    """Typed columns of a staged table, derived columns right after the column they come from."""
+    columns = []
+    for spec in contract.fields:
+        columns.append((spec.name, normalise.SQL_TYPES[spec.type]))
+        if spec.type == "id_number":
+            columns += [(f"{spec.name}_status", "VARCHAR"), (f"{spec.name}_birth_date", "DATE"),
+                        (f"{spec.name}_sex", "VARCHAR")]
+        elif spec.type == "phone":
+            columns.append((f"{spec.name}_kind", "VARCHAR"))
+    return columns
+
+
+def _create_feed_tables(con: duckdb.DuckDBPyConnection, contract: FeedContract) -> None:
+    lineage = [f"{name} {sql_type}" for name, sql_type in LINEAGE_COLUMNS]
+    raw_cols = [f"{quote(f.name)} VARCHAR" for f in contract.fields]
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {raw_table(contract.feed)} "
+        f"({', '.join([*lineage, 'column_map VARCHAR NOT NULL', *raw_cols])})"
+    )
+    typed = [f"{quote(name)} {sql_type}" for name, sql_type in staged_columns(contract)]
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {staged_table(contract.feed)} "
+        f"({', '.join([*lineage, *typed, 'is_current BOOLEAN NOT NULL', 'is_deleted BOOLEAN NOT NULL'])})"
+    )
+
+
+def connect(path: Path | str, schemas: Schemas) -> duckdb.DuckDBPyConnection:
+    """Open (or create) the store, install the normalisers and make sure every table exists."""
+    con = duckdb.connect(str(path))
+    normalise.register(con)
+    for ddl in BOOKKEEPING_DDL:
+        con.execute(ddl)
+    for contract in schemas.feeds.values():
+        _create_feed_tables(con, contract)
+    return con

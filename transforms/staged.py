@@ -1,0 +1,286 @@
+"""Staged layer: raw text → typed, normalised rows, or quarantine with every reason.
+
+What belongs here: the staging query of a feed, generated from its contract (import CTE, logic
+CTEs, final select), the split between ``staged_<feed>`` and ``quarantine``, and record history:
+a later version of a record supersedes the earlier one, which stays with ``is_current = false``;
+a deleted record is kept and marked ``is_deleted``. What does not: reading files (``raw.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import duckdb
+
+from schemas import ColumnMap, FeedContract
+from transforms import normalise
+from transforms.database import LINEAGE_COLUMNS, quote, raw_table, staged_columns, staged_table
+from transforms.landing import LandedFile, MalformedRow
+
+# Reason code → message; '{header}' is the source column as the agency names it.
+REASON_MESSAGES = {
+    "missing": "{header}: required value is empty",
+    "invalid_timestamp": "{header}: not a recognised time",
+    "invalid_date": "{header}: not a recognised date",
+    "invalid_temperature": "{header}: not a body temperature in °C",
+    "invalid_decimal": "{header}: not a number",
+    "invalid_integer": "{header}: not a whole number",
+    "invalid_enum": "{header}: not one of the allowed values",
+    "invalid_pattern": "{header}: does not have the required form",
+    "out_of_range": "{header}: outside the plausible range",
+    "identity_empty": "no name, ID number or phone: the record identifies nobody",
+    "time_order": "{header} is before {header2}",
+    "duplicate_row": "exact duplicate of an earlier row in the same file",
+    "malformed_line": "the line has {found} fields where the header has {expected}",
+    "unreadable_file": "the file cannot be read: {detail}",
+}
+
+_TYPED_PARSE = {"timestamp", "date", "temperature", "decimal", "integer"}
+
+
+@dataclass
+class StageResult:
+    rows_loaded: int
+    rows_quarantined: int
+    rows_superseded: int
+
+
+def _typed_expression(spec, raw: str) -> str:
+    builders = {
+        "code": normalise.code, "text": normalise.text, "person_name": normalise.person_name,
+        "enum": normalise.enum, "temperature": normalise.temperature, "decimal": normalise.decimal,
+        "integer": normalise.integer, "id_number": normalise.id_number, "phone": normalise.phone,
+    }
+    if spec.type == "timestamp":
+        return normalise.timestamp(raw, "$time_formats")
+    if spec.type == "date":
+        return normalise.date(raw, "$time_formats")
+    return builders[spec.type](raw)
+
+
+def _reason_checks(contract: FeedContract) -> list[str]:
+    """One SQL expression per check, each yielding a reason code or NULL."""
+    checks = []
+    for spec in contract.fields:
+        raw, typed = f"raw.{quote(spec.name)}", f"typed.{quote(spec.name)}"
+        present = f"nullif(trim(t24_nfkc(coalesce({raw}, ''))), '') IS NOT NULL"
+        if spec.required:
+            checks.append(f"CASE WHEN NOT ({present}) THEN 'missing:{spec.name}' END")
+        if spec.type in _TYPED_PARSE:
+            checks.append(f"CASE WHEN {present} AND {typed} IS NULL THEN 'invalid_{spec.type}:{spec.name}' END")
+        if spec.type == "enum":
+            checks.append(
+                f"CASE WHEN {typed} IS NOT NULL AND NOT list_contains($enum_{spec.name}, {typed}) "
+                f"THEN 'invalid_enum:{spec.name}' END"
+            )
+        if spec.pattern:
+            checks.append(
+                f"CASE WHEN {typed} IS NOT NULL AND NOT regexp_full_match({typed}, $pattern_{spec.name}) "
+                f"THEN 'invalid_pattern:{spec.name}' END"
+            )
+        if spec.min is not None or spec.max is not None:
+            low = "-1e308" if spec.min is None else f"$min_{spec.name}"
+            high = "1e308" if spec.max is None else f"$max_{spec.name}"
+            checks.append(
+                f"CASE WHEN {typed} IS NOT NULL AND NOT ({typed} BETWEEN {low} AND {high}) "
+                f"THEN 'out_of_range:{spec.name}' END"
+            )
+    if contract.identity:
+        anyone = " OR ".join(f"typed.{quote(c)} IS NOT NULL" for c in contract.identity)
+        checks.append(f"CASE WHEN NOT ({anyone}) THEN 'identity_empty' END")
+    for earlier, later in contract.time_order:
+        # A date delivered without a time reads as midnight; on the same day that is no contradiction.
+        lo, hi = f"typed.{quote(earlier)}", f"typed.{quote(later)}"
+        checks.append(
+            f"CASE WHEN {hi} < {lo} AND NOT ({hi} = date_trunc('day', {hi}) AND CAST({hi} AS DATE) = CAST({lo} AS DATE)) "
+            f"THEN 'time_order:{later}:{earlier}' END"
+        )
+    raw_all = ", ".join(f"raw.{quote(f.name)}" for f in contract.fields)
+    checks.append(
+        f"CASE WHEN row_number() OVER (PARTITION BY {raw_all} ORDER BY raw.source_row_number) > 1 "
+        "THEN 'duplicate_row' END"
+    )
+    return checks
+
+
+def staging_query(contract: FeedContract) -> str:
+    """The staging query of a feed for one load: every raw row with its typed values and reasons."""
+    lineage = ", ".join(f"raw.{name}" for name, _ in LINEAGE_COLUMNS)
+    typed_cols = []
+    for spec in contract.fields:
+        raw = f"raw.{quote(spec.name)}"
+        typed_cols.append(f"{_typed_expression(spec, raw)} AS {quote(spec.name)}")
+        if spec.type == "id_number":
+            typed_cols.append(f"{normalise.id_status(raw)} AS {quote(spec.name + '_status')}")
+        elif spec.type == "phone":
+            typed_cols.append(f"{normalise.phone_kind(raw)} AS {quote(spec.name + '_kind')}")
+    derived = []
+    for spec in contract.fields:
+        name = quote(spec.name)
+        if spec.type == "id_number":
+            status = quote(spec.name + "_status")
+            derived += [f"{normalise.id_birth_date(name, status)} AS {quote(spec.name + '_birth_date')}",
+                        f"{normalise.id_sex(name, status)} AS {quote(spec.name + '_sex')}"]
+    with_derived = "typed_base.*" + (", " + ", ".join(derived) if derived else "")
+    if contract.deleted_when:
+        column, _ = contract.deleted_when
+        is_deleted = f"coalesce(typed.{quote(column)} = $deleted_value, false)"
+    else:
+        is_deleted = "false"
+    checks = ",\n            ".join(_reason_checks(contract))
+    return f"""
+    WITH raw AS (
+        SELECT * FROM {raw_table(contract.feed)} WHERE load_id = $load_id
+    ),
+    typed_base AS (
+        SELECT {lineage}, {', '.join(typed_cols)} FROM raw
+    ),
+    typed AS (
+        SELECT {with_derived} FROM typed_base
+    ),
+    checked AS (
+        SELECT typed.*,
+               {is_deleted} AS is_deleted,
+               list_filter([
+            {checks}
+               ], lambda code: code IS NOT NULL) AS reason_codes
+        FROM raw JOIN typed USING (load_id, source_row_number)
+    )
+    SELECT * FROM checked
+    """
+
+
+def query_parameters(contract: FeedContract, column_map: ColumnMap, load_id: int) -> dict:
+    params: dict = {"load_id": load_id, "time_formats": list(column_map.time_formats)}
+    for spec in contract.fields:
+        if spec.type == "enum":
+            params[f"enum_{spec.name}"] = list(spec.values)
+        if spec.pattern:
+            params[f"pattern_{spec.name}"] = spec.pattern.removeprefix("^").removesuffix("$")
+        if spec.min is not None:
+            params[f"min_{spec.name}"] = spec.min
+        if spec.max is not None:
+            params[f"max_{spec.name}"] = spec.max
+    if contract.deleted_when:
+        params["deleted_value"] = contract.deleted_when[1]
+    return params
+
+
+def reason_message(code: str, column_map: ColumnMap, **details) -> str:
+    kind, _, rest = code.partition(":")
+    columns = rest.split(":") if rest else []
+    headers = [column_map.header_of(c) for c in columns]
+    template = REASON_MESSAGES.get(kind, kind)
+    return template.format(
+        header=headers[0] if headers else "", header2=headers[1] if len(headers) > 1 else "", **details
+    )
+
+
+def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
+               landed: LandedFile, load_id: int) -> StageResult:
+    """Stage the raw rows of one load; quarantine the failures; supersede older versions."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE staging AS {staging_query(contract)}",
+        query_parameters(contract, column_map, load_id),
+    )
+    columns = [name for name, _ in LINEAGE_COLUMNS] + [name for name, _ in staged_columns(contract)]
+    column_list = ", ".join(quote(c) for c in columns)
+    con.execute(
+        f"INSERT INTO {staged_table(contract.feed)} ({column_list}, is_current, is_deleted) "
+        f"SELECT {column_list}, true, is_deleted FROM staging WHERE len(reason_codes) = 0"
+    )
+    quarantined = _quarantine_failures(con, contract, column_map, landed, load_id)
+    loaded = con.execute("SELECT count(*) FROM staging WHERE len(reason_codes) = 0").fetchone()[0]
+    superseded = _supersede(con, contract, load_id)
+    con.execute("DROP TABLE staging")
+    return StageResult(rows_loaded=loaded, rows_quarantined=quarantined, rows_superseded=superseded)
+
+
+def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, landed: LandedFile,
+                         load_id: int) -> int:
+    codes = {c for (c,) in con.execute(
+        "SELECT DISTINCT unnest(reason_codes) FROM staging WHERE len(reason_codes) > 0").fetchall()}
+    con.execute("CREATE OR REPLACE TEMP TABLE reason_text (code VARCHAR, message VARCHAR)")
+    con.executemany("INSERT INTO reason_text VALUES (?, ?)",
+                    [(code, reason_message(code, column_map)) for code in sorted(codes)])
+    headers = [(f.name, column_map.header_of(f.name)) for f in contract.fields]
+    raw_json = "json_object(" + ", ".join(f"$h_{i}, raw.{quote(name)}" for i, (name, _) in enumerate(headers)) + ")"
+    params = {f"h_{i}": header for i, (_, header) in enumerate(headers)}
+    params.update(load_id=load_id, agency=contract.agency, feed=contract.feed)
+    con.execute(
+        f"""
+        INSERT INTO quarantine
+        WITH failed AS (
+            SELECT source_row_number, reason_codes FROM staging WHERE len(reason_codes) > 0
+        ),
+        messages AS (
+            SELECT failed.source_row_number,
+                   list(reason_text.message ORDER BY code_position) AS reasons
+            FROM (SELECT source_row_number, unnest(reason_codes) AS code,
+                         generate_subscripts(reason_codes, 1) AS code_position FROM failed) AS failed
+            JOIN reason_text USING (code)
+            GROUP BY failed.source_row_number
+        )
+        SELECT raw.load_id, raw.delivery_date, $agency, $feed, raw.source_file, raw.source_row_number,
+               failed.reason_codes, messages.reasons, {raw_json}
+        FROM failed
+        JOIN messages USING (source_row_number)
+        JOIN {raw_table(contract.feed)} AS raw
+          ON raw.load_id = $load_id AND raw.source_row_number = failed.source_row_number
+        ORDER BY raw.source_row_number
+        """,
+        params,
+    )
+    con.execute("DROP TABLE reason_text")
+    return con.execute("SELECT count(*) FROM staging WHERE len(reason_codes) > 0").fetchone()[0]
+
+
+def quarantine_malformed(con, contract: FeedContract, landed: LandedFile, load_id: int,
+                         malformed: list[MalformedRow]) -> int:
+    """Lines that cannot be split into the header's columns, kept whole with their reason."""
+    rows = [
+        (load_id, landed.delivery_date, contract.agency, contract.feed, landed.relative_path, m.row_number,
+         ["malformed_line"], [REASON_MESSAGES["malformed_line"].format(found=len(m.fields), expected=m.expected)],
+         json.dumps({"fields": m.fields}, ensure_ascii=False))
+        for m in malformed
+    ]
+    con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def quarantine_file(con, contract: FeedContract, landed: LandedFile, load_id: int, detail: str) -> None:
+    con.execute(
+        "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, NULL, ['unreadable_file'], ?, NULL)",
+        [load_id, landed.delivery_date, contract.agency, contract.feed, landed.relative_path,
+         [REASON_MESSAGES["unreadable_file"].format(detail=detail)]],
+    )
+
+
+def _supersede(con, contract: FeedContract, load_id: int) -> int:
+    """Mark every version of the keys in this load but the latest as not current; count the flips.
+
+    Versions are ordered by delivery day, then file, then row, so a late delivery of an older day
+    never overrides a newer correction.
+    """
+    table = staged_table(contract.feed)
+    key = ", ".join(quote(c) for c in contract.record_key)
+    key_match = " AND ".join(f"s.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in contract.record_key)
+    return con.execute(
+        f"""
+        WITH load_keys AS (
+            SELECT DISTINCT {key} FROM {table} WHERE load_id = $load_id
+        ),
+        versions AS (
+            SELECT s.rowid AS row_id, s.is_current,
+                   row_number() OVER (PARTITION BY {', '.join(f's.{quote(c)}' for c in contract.record_key)}
+                                      ORDER BY s.delivery_date DESC, s.source_file DESC,
+                                               s.source_row_number DESC) AS version_rank
+            FROM {table} AS s SEMI JOIN load_keys AS k ON {key_match}
+        )
+        UPDATE {table} SET is_current = false
+        FROM versions
+        WHERE {table}.rowid = versions.row_id AND versions.version_rank > 1 AND versions.is_current
+        """,
+        {"load_id": load_id},
+    ).fetchone()[0]
