@@ -46,7 +46,7 @@ def validate_loads(con, schemas, db_path: Path, outcomes: list[ingest.FileOutcom
 
 
 @flow(name="ingest", log_prints=False)
-def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None, validate: bool = True,
+def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None, run_validation: bool = True,
                 progress: bool = False) -> dict:
     """Load every new file under ``landing_dir`` into the DuckDB file ``db_path``."""
     logger = get_run_logger()
@@ -66,7 +66,7 @@ def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = Non
             for landed in files:
                 outcomes.append(ingest_file(con, schemas, landed, run_id))
                 advance(landed.relative_path)
-        docs = validate_loads(con, schemas, db_path, outcomes) if validate else None
+        docs = validate_loads(con, schemas, db_path, outcomes) if run_validation else None
         ingest.finish_run(con, run_id, outcomes)
         loaded = [o for o in outcomes if o.status != "skipped"]
         logger.info("run %s: %d files loaded, %d already loaded before", run_id, len(loaded),

@@ -13,7 +13,7 @@ from trace24 import PROJECT_ROOT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="trace24: agency extracts to four-categories lists within 24 hours.")
-console = Console()
+console = Console(width=None if Console().is_terminal else 160)
 
 
 def _prefect_defaults() -> None:
@@ -38,13 +38,13 @@ def ingest(
 
     db.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = ingest_flow(landing_dir=landing, db_path=db, schemas_dir=schemas, validate=validate,
+        result = ingest_flow(landing_dir=landing, db_path=db, schemas_dir=schemas, run_validation=validate,
                              progress=console.is_terminal)
     except SchemaError as exc:
         console.print(f"[red]Configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    for warning in result["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if result["warnings"]:
+        console.print(f"[yellow]{len(result['warnings'])} delivery warnings[/yellow] (table delivery_warnings)")
     print_audit(db, result["run_id"])
     skipped = sum(f["status"] == "skipped" for f in result["files"])
     if skipped:

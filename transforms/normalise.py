@@ -12,6 +12,8 @@ formats, enum values) travel as bound parameters.
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -73,7 +75,8 @@ MACROS = (
              WHEN 'mobile' THEN right(p, 11)
              WHEN 'landline' THEN regexp_replace(p, '^(\+86|0086|86)', '')
              ELSE p END""",
-    # Times: 2020年2月3日 14时05分 → 2020-2-3 14:05; '/' → '-'. Excel serials are days since 1899-12-30.
+    # Times: a column map's own formats see the text as delivered; the built-in ones see 2020年2月3日 14时05分
+    # rewritten as 2020-2-3 14:05 and '/' as '-'. Excel serials are days since 1899-12-30.
     r"""CREATE OR REPLACE TEMP MACRO t24_time_text(s) AS
         nullif(rtrim(trim(regexp_replace(
             replace(replace(replace(replace(replace(replace(replace(t24_nfkc(s), '年', '-'), '月', '-'), '日', ' '),
@@ -82,7 +85,8 @@ MACROS = (
     f"""CREATE OR REPLACE TEMP MACRO t24_parse_time(s, formats) AS
         CASE WHEN regexp_full_match(t24_time_text(s), '[2-7][0-9]{{4}}(\\.[0-9]+)?')
              THEN TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST(t24_time_text(s) AS DOUBLE) * 86400) AS BIGINT))
-             ELSE try_strptime(t24_time_text(s), list_concat(formats, {_builtin_formats_sql()})) END""",
+             ELSE coalesce(try_strptime(trim(t24_nfkc(s)), list_concat(formats, ['%Y-%m-%d %H:%M:%S'])),
+                           try_strptime(t24_time_text(s), {_builtin_formats_sql()})) END""",
     # Temperatures: '38.2', '38.2℃', '38.2 °C'; '382' is a missed decimal point.
     r"""CREATE OR REPLACE TEMP MACRO t24_temperature(s) AS
         CASE WHEN try_cast(regexp_replace(t24_nfkc(s), '\s|℃|°C|°|度|C$', '', 'g') AS DOUBLE) BETWEEN 34 AND 43
@@ -95,13 +99,11 @@ MACROS = (
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
     """Install the NFKC function and the normaliser macros on a connection."""
-    try:
+    with contextlib.suppress(duckdb.CatalogException):  # already installed on this connection
         con.create_function(
             "t24_nfkc", _nfkc, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
             type="arrow", side_effects=False,
         )
-    except duckdb.CatalogException:
-        pass  # already installed on this connection
     for macro in MACROS:
         con.execute(macro)
 

@@ -53,7 +53,7 @@ def _insert_select(contract: FeedContract, column_map: ColumnMap, headers: list[
     """INSERT ... SELECT from a source relation, canonical columns in contract order."""
     by_column = {column: header for header, column in column_map.columns.items() if header in headers}
     cells = [
-        f"{cell_sql(quote(by_column[f.name]))} AS {quote(f.name)}" if f.name in by_column else f"NULL AS {quote(f.name)}"
+        f"{cell_sql(quote(by_column[f.name])) if f.name in by_column else 'NULL'} AS {quote(f.name)}"
         for f in contract.fields
     ]
     return (

@@ -93,8 +93,8 @@ def _reason_checks(contract: FeedContract) -> list[str]:
         # A date delivered without a time reads as midnight; on the same day that is no contradiction.
         lo, hi = f"typed.{quote(earlier)}", f"typed.{quote(later)}"
         checks.append(
-            f"CASE WHEN {hi} < {lo} AND NOT ({hi} = date_trunc('day', {hi}) AND CAST({hi} AS DATE) = CAST({lo} AS DATE)) "
-            f"THEN 'time_order:{later}:{earlier}' END"
+            f"CASE WHEN {hi} < {lo} "
+            f"AND NOT ({hi} = date_trunc('day', {hi}) AND CAST({hi} AS DATE) = CAST({lo} AS DATE)) THEN 'time_order:{later}:{earlier}' END"
         )
     raw_all = ", ".join(f"raw.{quote(f.name)}" for f in contract.fields)
     checks.append(
@@ -201,6 +201,8 @@ def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, lan
                          load_id: int) -> int:
     codes = {c for (c,) in con.execute(
         "SELECT DISTINCT unnest(reason_codes) FROM staging WHERE len(reason_codes) > 0").fetchall()}
+    if not codes:
+        return 0
     con.execute("CREATE OR REPLACE TEMP TABLE reason_text (code VARCHAR, message VARCHAR)")
     con.executemany("INSERT INTO reason_text VALUES (?, ?)",
                     [(code, reason_message(code, column_map)) for code in sorted(codes)])
@@ -245,7 +247,8 @@ def quarantine_malformed(con, contract: FeedContract, landed: LandedFile, load_i
          json.dumps({"fields": m.fields}, ensure_ascii=False))
         for m in malformed
     ]
-    con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if rows:
+        con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
 
 

@@ -1,0 +1,94 @@
+"""Shared fixtures: small named landing folders written on the fly, and a store to load them into."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+from schemas import load_schemas
+from transforms import database, ingest, landing, normalise
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+LAB_HEADER = ["样本编号", "姓名", "身份证号", "联系电话", "采样时间", "报告时间", "检测机构", "检测结果", "Ct值ORF1ab",
+              "Ct值N", "送检原因"]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding=encoding, newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def lab_row(sample_id="S1", name="张伟", id_number="11010519491231002X", phone="13800138000",
+            sampled="2020-02-03 09:00:00", reported="2020-02-03 20:00:00", result="阳性", reason="密接",
+            ct="25.5"):
+    return [sample_id, name, id_number, phone, sampled, reported, "市疾控", result, ct, ct, reason]
+
+
+def feeds_by_agency(schemas):
+    grouped: dict[str, list[str]] = {}
+    for contract in schemas.feeds.values():
+        grouped.setdefault(contract.agency, []).append(contract.feed)
+    return grouped
+
+
+def ingest_landing(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None) -> list[ingest.FileOutcome]:
+    """The ingest flow's steps without the Prefect engine (the flow itself is tested separately)."""
+    schemas = load_schemas(schemas_dir)
+    files, unknown = landing.discover(landing_dir, feeds_by_agency(schemas))
+    con = database.connect(db_path, schemas)
+    try:
+        run_id = ingest.start_run(con, landing_dir)
+        ingest.record_warnings(con, run_id, ingest.missing_feeds(schemas, landing_dir, files), unknown)
+        outcomes = [ingest.ingest_file(con, schemas, f, run_id) for f in files]
+        ingest.finish_run(con, run_id, outcomes)
+        return outcomes
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def day1(tmp_path) -> Path:
+    """The landing folder of one delivery day, 2020-02-10."""
+    folder = tmp_path / "landing" / "2020-02-10"
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "store.duckdb"
+
+
+def query(db_path: Path, sql: str, params=None) -> list[tuple]:
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+@pytest.fixture(scope="session")
+def sql():
+    """An in-memory DuckDB with the normalisers installed: sql(expr, *params) -> value."""
+    con = duckdb.connect()
+    normalise.register(con)
+
+    def evaluate(expression: str, *params):
+        return con.execute(f"SELECT {expression}", list(params)).fetchone()[0]
+
+    yield evaluate
+    con.close()
+
+
+DAY = dt.date(2020, 2, 10)

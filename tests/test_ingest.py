@@ -1,0 +1,228 @@
+"""Ingestion on small named landing folders: each fault class, encodings, formats, history, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import LAB_HEADER, ingest_landing, lab_row, query, write_csv
+from trace24 import idcard
+from transforms import staged
+
+
+def staged_labs(db_path):
+    return query(db_path, "SELECT sample_id, name, id_number, id_number_status, phone, phone_kind, sampled_at, "
+                          "result, is_current FROM staged_lab_results ORDER BY load_id, source_row_number")
+
+
+def quarantined(db_path):
+    return query(db_path, "SELECT source_file, source_row_number, reason_codes, reasons, raw_values "
+                          "FROM quarantine ORDER BY load_id, source_row_number")
+
+
+def audit(db_path):
+    return query(db_path, "SELECT source_file, file_status, rows_read, rows_loaded, rows_quarantined, "
+                          "rows_superseded, encoding FROM load_audit ORDER BY load_id")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
+def test_every_encoding_loads_the_same_rows(day1, db_path, encoding):
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER,
+              [lab_row(), lab_row("S2", name="王芳", id_number="440524188001010014")], encoding=encoding)
+    ingest_landing(day1.parent, db_path)
+    rows = staged_labs(db_path)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("S1", "张伟", "11010519491231002X"),
+                                                  ("S2", "王芳", "440524188001010014")]
+    assert audit(db_path)[0][6] == {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "gbk": "gb18030"}[encoding]
+
+
+def test_repairable_faults_are_repaired_not_quarantined(day1, db_path):
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [
+        lab_row("S1", name=" 张 伟 ", id_number="11010519491231002x", phone="+86 138-0013-8000",
+                sampled="2020/2/3 14:05"),
+        lab_row("S2", name="王\u3000芳", id_number="１１０１０５１９４９１２３１００２Ｘ", phone="86 13800138000",
+                sampled="2020年2月3日 14时05分"),
+        lab_row("S3", id_number="110105-19491231-002X", sampled="2020-02-03", reported="2020-02-03"),
+        lab_row("S4", id_number="440524800101001", phone="0086 13800138000"),
+    ])
+    ingest_landing(day1.parent, db_path)
+    assert quarantined(db_path) == []
+    rows = {r[0]: r for r in staged_labs(db_path)}
+    assert rows["S1"][1:7] == ("张伟", "11010519491231002X", "valid", "13800138000", "mobile",
+                               dt.datetime(2020, 2, 3, 14, 5))
+    assert rows["S2"][1:4] == ("王芳", "11010519491231002X", "valid")
+    assert rows["S2"][6] == dt.datetime(2020, 2, 3, 14, 5)
+    assert rows["S3"][2:4] == ("11010519491231002X", "valid")
+    assert rows["S4"][2:4] == (idcard.upgrade_15_to_18("440524800101001"), "upgraded_15")
+
+
+def test_flagged_faults_are_loaded_with_their_status(day1, db_path):
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [
+        lab_row("S1", id_number="110105194912310021"),  # wrong check character
+        lab_row("S2", id_number="", phone="027-85123456"),
+        lab_row("S3", id_number="E12345678", phone=""),
+    ])
+    ingest_landing(day1.parent, db_path)
+    rows = {r[0]: r for r in staged_labs(db_path)}
+    assert (rows["S1"][2], rows["S1"][3]) == ("110105194912310021", "invalid_checksum")
+    assert (rows["S2"][3], rows["S2"][4], rows["S2"][5]) == ("missing", "02785123456", "landline")
+    assert (rows["S3"][2], rows["S3"][3], rows["S3"][5]) == ("E12345678", "passport", "missing")
+
+
+def test_unrepairable_rows_are_quarantined_with_every_reason(day1, db_path):
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [
+        lab_row("S1"),
+        lab_row("S2", result=""),
+        ["", "", "", "", "昨天下午", "", "", "阳性", "", "", ""],
+        lab_row("S4", sampled="2020-02-05 10:00", reported="2020-02-04 09:00"),
+        lab_row("S5", result="阳性?", reason="路过"),
+    ])
+    ingest_landing(day1.parent, db_path)
+    found = {row: (codes, reasons) for _, row, codes, reasons, _ in quarantined(db_path)}
+    assert found[2][0] == ["missing:result"]
+    assert found[2][1] == ["检测结果: required value is empty"]
+    assert found[3][0] == ["missing:sample_id", "invalid_timestamp:sampled_at", "identity_empty"]
+    assert found[4][0] == ["time_order:reported_at:sampled_at"]
+    assert found[4][1] == ["报告时间 is before 采样时间"]
+    assert found[5][0] == ["invalid_enum:result", "invalid_enum:test_reason"]
+    assert [r[0] for r in staged_labs(db_path)] == ["S1"]
+    assert audit(db_path)[0][2:6] == (5, 1, 4, 0)
+
+
+def test_quarantine_keeps_the_raw_values_under_the_agencys_headers(day1, db_path):
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S9", result="")])
+    ingest_landing(day1.parent, db_path)
+    raw = json.loads(quarantined(db_path)[0][4])
+    assert raw["样本编号"] == "S9" and raw["检测结果"] == "" and raw["身份证号"] == "11010519491231002X"
+
+
+def test_duplicate_row_and_malformed_line(day1, db_path):
+    path = write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1"), lab_row("S1"), lab_row("S2")])
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("S3,李四,110105194912310021,13800138000,2020-02-03,2020-02-03,疾控,阴性,,,筛查,多余\n")
+    ingest_landing(day1.parent, db_path)
+    found = {row: codes for _, row, codes, _, _ in quarantined(db_path)}
+    assert found == {2: ["duplicate_row"], 4: ["malformed_line"]}
+    assert audit(db_path)[0][2:5] == (4, 2, 2)
+
+
+def test_xlsx_with_excel_serial_times_and_datetime_cells(day1, db_path):
+    header = ["就诊流水号", "医院编码", "医院名称", "就诊时间", "姓名", "性别", "年龄", "身份证号", "联系电话", "现住址", "体温",
+              "症状", "胸部CT", "白细胞计数", "淋巴细胞计数", "诊断", "去向"]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(header)
+    sheet.append(["V1", "H01", "一医院", 43864.5868055556, "张伟", "男", 45, "11010519491231002X", "13800138000",
+                  "江岸区", "38.2℃", "发热;干咳", "双肺磨玻璃影", 4.1, 0.8, "疑似新冠肺炎", "留观"])
+    sheet.append(["V2", "H01", "一医院", dt.datetime(2020, 2, 3, 15, 30), "王芳", "女", 30, "", "13800138001",
+                  "", 382, "发热", "", "", "", "发热待查", "居家"])
+    sheet.append(["V3", "H01", "一医院", "2020/2/3 16:00", "李四", "男", 50, "", "13800138002", "", "发烧", "", "",
+                  "", "", "发热待查", "居家"])
+    (day1 / "hospital").mkdir()
+    book.save(day1 / "hospital" / "fever_clinic_H01.xlsx")
+    ingest_landing(day1.parent, db_path)
+    rows = query(db_path, "SELECT visit_id, visited_at, temperature_c, age FROM staged_fever_clinic ORDER BY visit_id")
+    assert rows == [("V1", dt.datetime(2020, 2, 3, 14, 5), 38.2, 45), ("V2", dt.datetime(2020, 2, 3, 15, 30), 38.2, 30)]
+    assert [(r[1], r[2]) for r in quarantined(db_path)] == [(3, ["invalid_temperature:temperature_c"])]
+
+
+def test_parquet_place_scans(day1, db_path):
+    (day1 / "police").mkdir()
+    table = pa.table({
+        "场所编码": ["V1", "V1", "V2"], "场所名称": ["餐馆", "餐馆", "超市"], "场所类型": ["餐饮", "餐饮", "商超"],
+        "场所地址": ["路1号"] * 3, "证件号码": ["11010519491231002x", "11010519491231002x", ""],
+        "手机号": ["+86 13800138000", "+86 13800138000", ""],
+        "扫码时间": pa.array([dt.datetime(2020, 2, 3, 12, 0)] * 3, pa.timestamp("s")),
+    })
+    pq.write_table(table, day1 / "police" / "place_scans.parquet")
+    ingest_landing(day1.parent, db_path)
+    rows = query(db_path, "SELECT source_row_number, id_number, phone, scanned_at FROM staged_place_scans")
+    assert rows == [(1, "11010519491231002X", "13800138000", dt.datetime(2020, 2, 3, 12, 0))]
+    assert {r[1]: r[2] for r in quarantined(db_path)} == {2: ["duplicate_row"], 3: ["identity_empty"]}
+
+
+def test_unreadable_and_empty_files_and_missing_feeds(day1, db_path):
+    (day1 / "hospital").mkdir()
+    (day1 / "hospital" / "fever_clinic_H01.xlsx").write_bytes(b"this is not a workbook")
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [])
+    outcomes = ingest_landing(day1.parent, db_path)
+    assert sorted(o.status for o in outcomes) == ["empty", "unreadable"]
+    bad = quarantined(db_path)
+    assert len(bad) == 1 and bad[0][1] is None and bad[0][2] == ["unreadable_file"]
+    assert "not a readable .xlsx workbook" in bad[0][3][0]
+    warnings = [w for (w,) in query(db_path, "SELECT warning FROM delivery_warnings")]
+    assert "no place_scans file delivered on 2020-02-10" in warnings
+    assert not any("lab_results" in w for w in warnings)
+
+
+def test_headers_that_match_no_column_map_quarantine_the_file(day1, db_path):
+    write_csv(day1 / "cdc" / "lab_results.csv", ["编号", "结果"], [["S1", "阳性"]])
+    ingest_landing(day1.parent, db_path)
+    (message,) = quarantined(db_path)[0][3]
+    assert "match no column map" in message and "schemas/column_maps" in message
+
+
+def test_correction_supersedes_and_deletion_marks(tmp_path, db_path):
+    landing_dir = tmp_path / "landing"
+    header = ["卡片编号", "姓名", "性别", "出生日期", "身份证号", "联系电话", "现住地址", "现住地址编码", "发病日期", "诊断时间",
+              "报告时间", "病例分类", "临床严重程度", "报告单位", "卡片状态"]
+
+    def card(card_id, case_class, status, phone="13800138000"):
+        return [card_id, "张伟", "男", "1949-12-31", "11010519491231002X", phone, "江岸区", "", "2020-02-01",
+                "2020-02-03 10:00", "2020-02-03 11:00", case_class, "普通型", "一医院", status]
+
+    write_csv(landing_dir / "2020-02-10" / "cdc" / "case_reports.csv", header,
+              [card("C1", "疑似病例", "新增"), card("C2", "确诊病例", "新增")])
+    write_csv(landing_dir / "2020-02-11" / "cdc" / "case_reports.csv", header,
+              [card("C1", "确诊病例", "订正", phone="13900139000"), card("C2", "确诊病例", "删除")])
+    ingest_landing(landing_dir, db_path)
+    rows = query(db_path, "SELECT card_id, delivery_date, case_class, phone, is_current, is_deleted "
+                          "FROM staged_case_reports ORDER BY card_id, delivery_date")
+    assert rows == [
+        ("C1", dt.date(2020, 2, 10), "疑似病例", "13800138000", False, False),
+        ("C1", dt.date(2020, 2, 11), "确诊病例", "13900139000", True, False),
+        ("C2", dt.date(2020, 2, 10), "确诊病例", "13800138000", False, False),
+        ("C2", dt.date(2020, 2, 11), "确诊病例", "13800138000", True, True),
+    ]
+    assert [a[5] for a in audit(db_path)] == [0, 2]
+
+
+def test_a_second_ingest_of_the_same_landing_adds_nothing(day1, db_path):
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1"), lab_row("S2", result="")])
+    first = ingest_landing(day1.parent, db_path)
+    counts = "SELECT (SELECT count(*) FROM staged_lab_results), (SELECT count(*) FROM quarantine), " \
+             "(SELECT count(*) FROM raw_lab_results), (SELECT count(*) FROM load_audit)"
+    before = query(db_path, counts)
+    second = ingest_landing(day1.parent, db_path)
+    assert [o.status for o in first] == ["loaded"] and [o.status for o in second] == ["skipped"]
+    assert query(db_path, counts) == before
+
+
+def test_a_file_that_fails_half_way_leaves_nothing_behind(day1, db_path, monkeypatch):
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    ingest_landing(day1.parent, db_path)
+    write_csv(day1.parent / "2020-02-11" / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1", result="阴性")])
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(staged, "_supersede", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_landing(day1.parent, db_path)
+    assert query(db_path, "SELECT count(*) FROM raw_lab_results") == [(1,)]
+    assert staged_labs(db_path)[0][7:] == ("阳性", True)
+    monkeypatch.undo()
+    ingest_landing(day1.parent, db_path)
+    assert [(r[7], r[8]) for r in staged_labs(db_path)] == [("阳性", False), ("阴性", True)]
+
+
+def test_reason_messages_name_the_source_header():
+    from schemas import load_schemas
+
+    column_map = load_schemas().column_maps["hospital_fever_clinic"]
+    assert staged.reason_message("invalid_temperature:temperature_c", column_map) == "体温: not a body temperature in °C"
