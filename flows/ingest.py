@@ -27,8 +27,8 @@ def discover_files(landing_dir: Path, feeds_by_agency: dict[str, list[str]]):
 
 
 @task(cache_policy=NONE, task_run_name="ingest {landed.relative_path}")
-def ingest_file(con, schemas, landed: landing.LandedFile, run_id: int) -> ingest.FileOutcome:
-    return ingest.ingest_file(con, schemas, landed, run_id)
+def ingest_file(con, schemas, landed: landing.LandedFile, run_id: int, archive_dir: Path) -> ingest.FileOutcome:
+    return ingest.ingest_file(con, schemas, landed, run_id, archive_dir)
 
 
 @task(cache_policy=NONE)
@@ -64,7 +64,7 @@ def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = Non
         outcomes = []
         with _progress(progress, len(files)) as advance:
             for landed in files:
-                outcomes.append(ingest_file(con, schemas, landed, run_id))
+                outcomes.append(ingest_file(con, schemas, landed, run_id, ingest.archive_dir_for(db_path)))
                 advance(landed.relative_path)
         docs = validate_loads(con, schemas, db_path, outcomes) if run_validation else None
         ingest.finish_run(con, run_id, outcomes)

@@ -49,6 +49,7 @@ class FeedContract:
     identity: tuple[str, ...] = ()
     time_order: tuple[tuple[str, str], ...] = ()
     deleted_when: tuple[str, str] | None = None
+    versioned: bool = True  # False: records are never corrected, so there is no history to keep
 
     def field(self, name: str) -> FieldSpec:
         return next(f for f in self.fields if f.name == name)
@@ -153,7 +154,7 @@ def _load_contract(path: Path) -> FeedContract:
     return FeedContract(
         feed=feed, agency=data["agency"], description=str(data.get("description", "")),
         fields=tuple(fields), record_key=record_key, identity=columns("identity"),
-        time_order=tuple(order), deleted_when=deleted,
+        time_order=tuple(order), deleted_when=deleted, versioned=bool(data.get("versioned", True)),
     )
 
 

@@ -53,7 +53,7 @@ def ingest_landing(landing_dir: Path, db_path: Path, schemas_dir: Path | None = 
     try:
         run_id = ingest.start_run(con, landing_dir)
         ingest.record_warnings(con, run_id, ingest.missing_feeds(schemas, landing_dir, files), unknown)
-        outcomes = [ingest.ingest_file(con, schemas, f, run_id) for f in files]
+        outcomes = [ingest.ingest_file(con, schemas, f, run_id, ingest.archive_dir_for(db_path)) for f in files]
         ingest.finish_run(con, run_id, outcomes)
         return outcomes
     finally:

@@ -69,8 +69,14 @@ def _audit(con, run_id: int, load_id: int, landed: landing.LandedFile, agency: s
     )
 
 
+def archive_dir_for(db_path: Path) -> Path:
+    """Where delivered Parquet files are archived as the raw layer: beside the database."""
+    db_path = Path(db_path)
+    return db_path.resolve().parent / f"{db_path.stem}_raw"
+
+
 def ingest_file(con: duckdb.DuckDBPyConnection, schemas: Schemas, landed: landing.LandedFile,
-                run_id: int) -> FileOutcome:
+                run_id: int, archive_dir: Path) -> FileOutcome:
     """Load one file whole, or quarantine it whole; never half. Skips a file loaded before."""
     contract = schemas.feeds[landed.feed]
     sha256 = landing.sha256_of(landed.path)
@@ -79,8 +85,9 @@ def ingest_file(con: duckdb.DuckDBPyConnection, schemas: Schemas, landed: landin
     load_id = con.execute("SELECT nextval('load_id_sequence')").fetchone()[0]
     con.begin()
     try:
-        loaded_raw = raw.load_raw(con, schemas, landed, load_id)
-        result = staged.stage_load(con, contract, loaded_raw.column_map, landed, load_id)
+        loaded_raw = raw.load_raw(con, schemas, landed, load_id, archive_dir)
+        result = staged.stage_load(con, contract, loaded_raw.column_map, landed, load_id,
+                                   loaded_raw.source, loaded_raw.source_params)
         malformed = staged.quarantine_malformed(con, contract, landed, load_id, loaded_raw.malformed)
         read = loaded_raw.rows_in_raw + malformed
         status = "loaded" if read else "empty"

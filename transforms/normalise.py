@@ -5,7 +5,8 @@ name, ID number, phone, time, temperature, number, enum) and the DuckDB macros t
 every feed normalises the same way, inside the database, at scan speed. What does not: which
 column gets which type (the contracts), and what happens to a row that fails (``staged.py``).
 
-Every builder takes the SQL expression of the raw column and returns SQL text. Only identifiers
+Every builder takes the SQL expression of a *folded* cell (``fold``: NFKC, trimmed, blank → NULL,
+computed once per cell), or of its *prepared* text (``prepare``), and returns SQL text. Only identifiers
 and fixed patterns are written into SQL; values from the data and the configuration (time
 formats, enum values) travel as bound parameters.
 """
@@ -31,8 +32,9 @@ def _nfkc(values: pa.Array) -> pa.Array:
     return pc.utf8_normalize(values, form="NFKC")
 
 
-def _check_digit_sum(digits17: str) -> str:
-    terms = " + ".join(f"{w} * (ascii(substr({digits17}, {i + 1}, 1)) - 48)" for i, w in enumerate(ID_WEIGHTS))
+def _check_digit_sum(number17: str) -> str:
+    """Σ digit × weight over a 17-digit BIGINT, by integer arithmetic (cheaper than 17 substrings)."""
+    terms = " + ".join(f"{w} * (({number17} // {10 ** (16 - i)}) % 10)" for i, w in enumerate(ID_WEIGHTS))
     return f"({terms})"
 
 
@@ -40,12 +42,29 @@ def _builtin_formats_sql() -> str:
     return "[" + ", ".join(f"'{f}'" for f in BUILTIN_TIME_FORMATS) + "]"
 
 
+FULL_WIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000\u00a0"
+HALF_WIDTH = "".join(chr(c) for c in range(0x21, 0x7F)) + "  "
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 MACROS = (
-    # ID numbers: half-width, no separators, upper case; empty becomes NULL.
+    # Every raw cell is folded once: full-width forms to ASCII, ideographic and no-break spaces to
+    # spaces, trimmed, blank → NULL. translate() is slow per row, so it runs only where a
+    # full-width character is present. Names get full NFKC on top (person_name).
+    rf"""CREATE OR REPLACE TEMP MACRO t24_fold(s) AS
+        nullif(trim(CASE WHEN regexp_matches(s, '[\x{{3000}}\x{{00A0}}\x{{FF01}}-\x{{FF5E}}]')
+                         THEN translate(s, {_literal(FULL_WIDTH)}, {_literal(HALF_WIDTH)}) ELSE s END,
+                    E' \t\r\n'), '')""",
+    # The macros below take folded text.
+    # ID numbers: no separators, upper case.
     r"""CREATE OR REPLACE TEMP MACRO t24_id_clean(s) AS
-        nullif(upper(regexp_replace(t24_nfkc(s), '[\s\-_.·]', '', 'g')), '')""",
-    f"""CREATE OR REPLACE TEMP MACRO t24_id_check_char(d17) AS
-        substr('10X98765432', CAST({_check_digit_sum('d17')} % 11 AS INTEGER) + 1, 1)""",
+        nullif(upper(regexp_replace(s, '[\s\-_.·]', '', 'g')), '')""",
+    f"""CREATE OR REPLACE TEMP MACRO t24_id_check_number(n17) AS
+        substr('10X98765432', CAST({_check_digit_sum('n17')} % 11 AS INTEGER) + 1, 1)""",
+    """CREATE OR REPLACE TEMP MACRO t24_id_check_char(d17) AS t24_id_check_number(TRY_CAST(d17 AS BIGINT))""",
     # 15-digit legacy numbers gain '19' and a check character; everything else stays as cleaned.
     r"""CREATE OR REPLACE TEMP MACRO t24_id_canonical(c) AS
         CASE WHEN regexp_full_match(c, '[0-9]{15}')
@@ -64,7 +83,7 @@ MACROS = (
              ELSE 'malformed' END""",
     # Phones: strip separators and the country prefix of a mobile; keep landlines as digits.
     r"""CREATE OR REPLACE TEMP MACRO t24_phone_clean(s) AS
-        nullif(regexp_replace(t24_nfkc(s), '[\s\-()（）]', '', 'g'), '')""",
+        nullif(regexp_replace(s, '[\s\-()（）]', '', 'g'), '')""",
     r"""CREATE OR REPLACE TEMP MACRO t24_phone_kind(p) AS
         CASE WHEN p IS NULL THEN 'missing'
              WHEN regexp_full_match(p, '(\+86|0086|86)?1[3-9][0-9]{9}') THEN 'mobile'
@@ -79,20 +98,22 @@ MACROS = (
     # rewritten as 2020-2-3 14:05 and '/' as '-'. Excel serials are days since 1899-12-30.
     r"""CREATE OR REPLACE TEMP MACRO t24_time_text(s) AS
         nullif(rtrim(trim(regexp_replace(
-            replace(replace(replace(replace(replace(replace(replace(t24_nfkc(s), '年', '-'), '月', '-'), '日', ' '),
+            replace(replace(replace(replace(replace(replace(replace(s, '年', '-'), '月', '-'), '日', ' '),
                     '时', ':'), '分', ':'), '秒', ''), '/', '-'),
             '\s+', ' ', 'g')), ':'), '')""",
+    # ISO text, the commonest form, is tried first; the rewriting runs only for what fails it.
     f"""CREATE OR REPLACE TEMP MACRO t24_parse_time(s, formats) AS
-        CASE WHEN regexp_full_match(t24_time_text(s), '[2-7][0-9]{{4}}(\\.[0-9]+)?')
-             THEN TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST(t24_time_text(s) AS DOUBLE) * 86400) AS BIGINT))
-             ELSE coalesce(try_strptime(trim(t24_nfkc(s)), list_concat(formats, ['%Y-%m-%d %H:%M:%S'])),
-                           try_strptime(t24_time_text(s), {_builtin_formats_sql()})) END""",
-    # Temperatures: '38.2', '38.2℃', '38.2 °C'; '382' is a missed decimal point.
-    r"""CREATE OR REPLACE TEMP MACRO t24_temperature(s) AS
-        CASE WHEN try_cast(regexp_replace(t24_nfkc(s), '\s|℃|°C|°|度|C$', '', 'g') AS DOUBLE) BETWEEN 34 AND 43
-             THEN try_cast(regexp_replace(t24_nfkc(s), '\s|℃|°C|°|度|C$', '', 'g') AS DOUBLE)
-             WHEN regexp_full_match(regexp_replace(t24_nfkc(s), '\s|℃|°C|°|度|C$', '', 'g'), '3[4-9][0-9]|4[0-2][0-9]')
-             THEN CAST(regexp_replace(t24_nfkc(s), '\s|℃|°C|°|度|C$', '', 'g') AS DOUBLE) / 10
+        coalesce(
+            try_strptime(s, list_concat(formats, ['%Y-%m-%d %H:%M:%S'])),
+            CASE WHEN regexp_full_match(s, '[2-7][0-9]{{4}}(\\.[0-9]+)?')
+                 THEN TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST(s AS DOUBLE) * 86400) AS BIGINT)) END,
+            try_strptime(t24_time_text(s), {_builtin_formats_sql()}))""",
+    # Temperatures, from the text with units and spaces stripped (t24_temperature_text):
+    # '38.2', '38.2℃', '38.2 °C'; '382' is a missed decimal point.
+    r"""CREATE OR REPLACE TEMP MACRO t24_temperature_text(s) AS regexp_replace(s, '\s|℃|°C|°|度|C$', '', 'g')""",
+    r"""CREATE OR REPLACE TEMP MACRO t24_temperature(t) AS
+        CASE WHEN try_cast(t AS DOUBLE) BETWEEN 34 AND 43 THEN try_cast(t AS DOUBLE)
+             WHEN regexp_full_match(t, '3[4-9][0-9]|4[0-2][0-9]') THEN CAST(t AS DOUBLE) / 10
              END""",
 )
 
@@ -108,52 +129,57 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(macro)
 
 
-# Expression builders, one per field type: raw SQL expression in, typed SQL expression out.
+# Expression builders, one per field type: folded SQL expression in, typed SQL expression out.
 
-def text(raw: str) -> str:
-    return rf"nullif(regexp_replace(trim(t24_nfkc({raw})), '\s+', ' ', 'g'), '')"
-
-
-def code(raw: str) -> str:
-    return rf"nullif(upper(regexp_replace(t24_nfkc({raw}), '\s+', '', 'g')), '')"
+def fold(raw: str) -> str:
+    return f"t24_fold({raw})"
 
 
-def person_name(raw: str) -> str:
-    cleaned = text(raw)
-    return rf"CASE WHEN regexp_matches({cleaned}, '\p{{Han}}') THEN replace({cleaned}, ' ', '') ELSE {cleaned} END"
+def text(folded: str) -> str:
+    return rf"regexp_replace({folded}, '\s+', ' ', 'g')"
 
 
-def timestamp(raw: str, formats_param: str) -> str:
-    return f"t24_parse_time({raw}, {formats_param})"
+def code(folded: str) -> str:
+    return rf"nullif(upper(regexp_replace({folded}, '\s+', '', 'g')), '')"
 
 
-def date(raw: str, formats_param: str) -> str:
-    return f"CAST(t24_parse_time({raw}, {formats_param}) AS DATE)"
+def person_name(folded: str) -> str:
+    cleaned = text(f"CASE WHEN regexp_matches({folded}, '[^\\x00-\\x7F\\x{{4E00}}-\\x{{9FFF}}]') "
+                   f"THEN t24_nfkc({folded}) ELSE {folded} END")
+    return rf"CASE WHEN regexp_matches({folded}, '\p{{Han}}') THEN replace({cleaned}, ' ', '') ELSE {cleaned} END"
 
 
-def temperature(raw: str) -> str:
-    return f"t24_temperature({raw})"
+def timestamp(folded: str, formats_param: str) -> str:
+    return f"t24_parse_time({folded}, {formats_param})"
 
 
-def decimal(raw: str) -> str:
-    return f"try_cast(trim(t24_nfkc({raw})) AS DOUBLE)"
+def date(folded: str, formats_param: str) -> str:
+    return f"CAST(t24_parse_time({folded}, {formats_param}) AS DATE)"
 
 
-def integer(raw: str) -> str:
-    number = rf"try_cast(regexp_replace(trim(t24_nfkc({raw})), '岁$', '') AS DOUBLE)"
+def temperature(prepared: str) -> str:
+    return f"t24_temperature({prepared})"
+
+
+def decimal(folded: str) -> str:
+    return f"try_cast({folded} AS DOUBLE)"
+
+
+def integer(folded: str) -> str:
+    number = f"try_cast(regexp_replace({folded}, '岁$', '') AS DOUBLE)"
     return f"CASE WHEN {number} = floor({number}) THEN CAST({number} AS INTEGER) END"
 
 
-def enum(raw: str) -> str:
-    return text(raw)
+def enum(folded: str) -> str:
+    return text(folded)
 
 
-def id_number(raw: str) -> str:
-    return f"t24_id_canonical(t24_id_clean({raw}))"
+def id_number(prepared: str) -> str:
+    return f"t24_id_canonical({prepared})"
 
 
-def id_status(raw: str) -> str:
-    return f"t24_id_status(t24_id_clean({raw}))"
+def id_status(prepared: str) -> str:
+    return f"t24_id_status({prepared})"
 
 
 def id_birth_date(id_sql: str, status_sql: str) -> str:
@@ -166,12 +192,26 @@ def id_sex(id_sql: str, status_sql: str) -> str:
             f"THEN CASE WHEN (ascii(substr({id_sql}, 17, 1)) - 48) % 2 = 1 THEN '男' ELSE '女' END END")
 
 
-def phone(raw: str) -> str:
-    return f"t24_phone_canonical(t24_phone_clean({raw}))"
+def phone(prepared: str) -> str:
+    return f"t24_phone_canonical({prepared})"
 
 
-def phone_kind(raw: str) -> str:
-    return f"t24_phone_kind(t24_phone_clean({raw}))"
+def phone_kind(prepared: str) -> str:
+    return f"t24_phone_kind({prepared})"
+
+
+# Intermediate text a type's builders share, computed once per cell: a macro argument used
+# several times inside a macro is expanded, and so computed, every time it appears.
+PREPARE = {
+    "id_number": "t24_id_clean({folded})",
+    "phone": "t24_phone_clean({folded})",
+    "temperature": "t24_temperature_text({folded})",
+}
+
+
+def prepare(field_type: str, folded: str) -> str | None:
+    template = PREPARE.get(field_type)
+    return template.format(folded=folded) if template else None
 
 
 SQL_TYPES = {

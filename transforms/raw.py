@@ -1,14 +1,23 @@
-"""Raw layer: one landed file into ``raw_<feed>``, every cell as delivered text, plus lineage.
+"""Raw layer: one landed file kept as delivered, plus lineage, and read back as text cells.
 
 What belongs here: choosing the column map whose headers a file carries, renaming source headers
-to canonical columns, and writing the text cells with delivery day, file, row number and load id.
-A row whose field count is wrong cannot be placed in columns; it is returned to the caller to be
-quarantined. What does not: any change to a value (that is ``staged.py``).
+to canonical columns, and keeping every cell as delivered with delivery day, file, row number and
+load id. A row whose field count is wrong cannot be placed in columns; it is returned to the caller
+to be quarantined. What does not: any change to a value (that is ``staged.py``).
+
+Text files (CSV, XLSX) are parsed row by row, so their cells are written to ``raw_<feed>``.
+A Parquet delivery is already typed, columnar and immutable: it is archived whole under the
+store's ``<db>_raw/`` folder (content-hashed in ``load_audit``) and staging scans the archived
+file directly. Copying tens of millions of cells into a second table would double the cost of
+the biggest feed and add nothing the archived file does not hold.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
@@ -22,6 +31,8 @@ class RawLoad:
     column_map: ColumnMap
     encoding: str
     rows_in_raw: int
+    source: str  # a query over the load's raw cells (canonical names, lineage), for staging
+    source_params: dict = field(default_factory=dict)
     malformed: list[MalformedRow] = field(default_factory=list)
     unmapped_columns: list[str] = field(default_factory=list)
     headers: list[str] = field(default_factory=list)
@@ -48,18 +59,18 @@ def choose_column_map(schemas: Schemas, feed: str, headers: list[str]) -> Column
     return best
 
 
-def _insert_select(contract: FeedContract, column_map: ColumnMap, headers: list[str], source: str,
-                   row_number_sql: str, cell_sql) -> str:
-    """INSERT ... SELECT from a source relation, canonical columns in contract order."""
+def _select_cells(contract: FeedContract, column_map: ColumnMap, headers: list[str], source: str,
+                  row_number_sql: str, cell_sql) -> str:
+    """SELECT lineage and the canonical text columns, in contract order, from a source relation."""
     by_column = {column: header for header, column in column_map.columns.items() if header in headers}
     cells = [
-        f"{cell_sql(quote(by_column[f.name])) if f.name in by_column else 'NULL'} AS {quote(f.name)}"
+        f"{cell_sql(quote(by_column[f.name])) if f.name in by_column else 'CAST(NULL AS VARCHAR)'} AS {quote(f.name)}"
         for f in contract.fields
     ]
     return (
-        f"INSERT INTO {raw_table(contract.feed)} "
-        f"SELECT $load_id, $delivery_date, $source_file, {row_number_sql}, $column_map, {', '.join(cells)} "
-        f"FROM {source}"
+        f"SELECT CAST($load_id AS INTEGER) AS load_id, CAST($delivery_date AS DATE) AS delivery_date, "
+        f"CAST($source_file AS VARCHAR) AS source_file, CAST({row_number_sql} AS BIGINT) AS source_row_number, "
+        f"CAST($column_map AS VARCHAR) AS column_map, {', '.join(cells)} FROM {source}"
     )
 
 
@@ -68,17 +79,16 @@ def _params(landed: LandedFile, load_id: int, column_map: ColumnMap) -> dict:
             "column_map": column_map.name}
 
 
-def _count(con: duckdb.DuckDBPyConnection, contract: FeedContract, load_id: int) -> int:
-    return con.execute(f"SELECT count(*) FROM {raw_table(contract.feed)} WHERE load_id = $1", [load_id]).fetchone()[0]
-
-
 def load_text_table(con, schemas: Schemas, landed: LandedFile, load_id: int) -> RawLoad:
     reader = TextTableReader(landed)
     contract = schemas.feeds[landed.feed]
+    table = raw_table(landed.feed)
+    source = f"SELECT * FROM {table} WHERE load_id = $load_id"
     if not reader.headers:
-        return RawLoad(schemas.maps_for(landed.feed)[0], reader.encoding or "", 0)
+        return RawLoad(schemas.maps_for(landed.feed)[0], reader.encoding or "", 0, source)
     column_map = choose_column_map(schemas, landed.feed, reader.headers)
-    sql = _insert_select(contract, column_map, reader.headers, "batch", quote(ROW_NUMBER), lambda c: c)
+    sql = f"INSERT INTO {table} " + _select_cells(
+        contract, column_map, reader.headers, "batch", quote(ROW_NUMBER), lambda c: c)
     params = _params(landed, load_id, column_map)
     for batch in reader.batches():
         con.register("batch", batch)
@@ -86,39 +96,51 @@ def load_text_table(con, schemas: Schemas, landed: LandedFile, load_id: int) -> 
             con.execute(sql, params)
         finally:
             con.unregister("batch")
+    rows = con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $1", [load_id]).fetchone()[0]
     return RawLoad(
-        column_map=column_map, encoding=reader.encoding or "", rows_in_raw=_count(con, contract, load_id),
+        column_map=column_map, encoding=reader.encoding or "", rows_in_raw=rows, source=source,
         malformed=reader.malformed, headers=reader.headers,
         unmapped_columns=[h for h in reader.headers if h not in column_map.columns],
     )
 
 
-def load_parquet(con, schemas: Schemas, landed: LandedFile, load_id: int) -> RawLoad:
-    """DuckDB scans the Parquet file itself: no row passes through Python."""
+def archive_path(archive_dir: Path, landed: LandedFile) -> Path:
+    return archive_dir / landed.relative_path
+
+
+def load_parquet(con, schemas: Schemas, landed: LandedFile, load_id: int, archive_dir: Path) -> RawLoad:
+    """Archive the delivered Parquet file; staging scans the archive: no row passes through Python."""
     contract = schemas.feeds[landed.feed]
     try:
         described = con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(landed.path)}).fetchall()
+        rows = con.execute("SELECT sum(num_rows) FROM parquet_file_metadata($path)",
+                           {"path": str(landed.path)}).fetchone()[0] or 0
     except duckdb.Error as exc:
         raise UnreadableFile(f"not a readable Parquet file: {exc}") from exc
     actual = {clean_header(name): name for name, *_ in described}
     column_map = choose_column_map(schemas, landed.feed, list(actual))
-    # Parquet columns keep their physical names; map cleaned header -> physical name for the select.
+    # Parquet columns keep their physical names; select them by those.
     physical_map = ColumnMap(column_map.name, column_map.feed, column_map.source,
                              {actual[h]: c for h, c in column_map.columns.items() if h in actual},
                              column_map.time_formats)
-    sql = _insert_select(
+    archived = archive_path(archive_dir, landed)
+    archived.parent.mkdir(parents=True, exist_ok=True)
+    temporary = archived.with_name(archived.name + ".partial")
+    shutil.copyfile(landed.path, temporary)
+    os.replace(temporary, archived)  # atomic: an archived file is always whole
+    source = _select_cells(
         contract, physical_map, list(actual.values()),
-        "read_parquet($path, file_row_number = true)", "file_row_number + 1",
+        "read_parquet($archived_path, file_row_number = true)", "file_row_number + 1",
         lambda c: f"CAST({c} AS VARCHAR)",
     )
-    con.execute(sql, {**_params(landed, load_id, column_map), "path": str(landed.path)})
     return RawLoad(
-        column_map=column_map, encoding="parquet", rows_in_raw=_count(con, contract, load_id),
+        column_map=column_map, encoding="parquet", rows_in_raw=rows, source=source,
+        source_params={**_params(landed, load_id, column_map), "archived_path": str(archived)},
         headers=list(actual), unmapped_columns=[h for h in actual if h not in column_map.columns],
     )
 
 
-def load_raw(con, schemas: Schemas, landed: LandedFile, load_id: int) -> RawLoad:
+def load_raw(con, schemas: Schemas, landed: LandedFile, load_id: int, archive_dir: Path) -> RawLoad:
     if landed.format == "parquet":
-        return load_parquet(con, schemas, landed, load_id)
+        return load_parquet(con, schemas, landed, load_id, archive_dir)
     return load_text_table(con, schemas, landed, load_id)

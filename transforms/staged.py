@@ -15,7 +15,7 @@ import duckdb
 
 from schemas import ColumnMap, FeedContract
 from transforms import normalise
-from transforms.database import LINEAGE_COLUMNS, quote, raw_table, staged_columns, staged_table
+from transforms.database import LINEAGE_COLUMNS, quote, staged_columns, staged_table
 from transforms.landing import LandedFile, MalformedRow
 
 # Reason code → message; '{header}' is the source column as the agency names it.
@@ -46,29 +46,39 @@ class StageResult:
     rows_superseded: int
 
 
-def _typed_expression(spec, raw: str) -> str:
+def _typed_expression(spec, folded: str, prepared: str) -> str:
+    if spec.type in ("timestamp", "date"):
+        return getattr(normalise, spec.type)(folded, "$time_formats")
+    if spec.type in ("id_number", "phone", "temperature"):
+        return getattr(normalise, spec.type)(prepared)
     builders = {
         "code": normalise.code, "text": normalise.text, "person_name": normalise.person_name,
-        "enum": normalise.enum, "temperature": normalise.temperature, "decimal": normalise.decimal,
-        "integer": normalise.integer, "id_number": normalise.id_number, "phone": normalise.phone,
+        "enum": normalise.enum, "decimal": normalise.decimal, "integer": normalise.integer,
     }
-    if spec.type == "timestamp":
-        return normalise.timestamp(raw, "$time_formats")
-    if spec.type == "date":
-        return normalise.date(raw, "$time_formats")
-    return builders[spec.type](raw)
+    return builders[spec.type](folded)
+
+
+def _folded(name: str) -> str:
+    return quote(f"{name}__folded")
+
+
+def _prepared(name: str) -> str:
+    return quote(f"{name}__prepared")
+
+
+def _typed(name: str) -> str:
+    return quote(f"{name}__typed")
 
 
 def _reason_checks(contract: FeedContract) -> list[str]:
     """One SQL expression per check, each yielding a reason code or NULL."""
     checks = []
     for spec in contract.fields:
-        raw, typed = f"raw.{quote(spec.name)}", f"typed.{quote(spec.name)}"
-        present = f"nullif(trim(t24_nfkc(coalesce({raw}, ''))), '') IS NOT NULL"
+        folded, typed = _folded(spec.name), _typed(spec.name)
         if spec.required:
-            checks.append(f"CASE WHEN NOT ({present}) THEN 'missing:{spec.name}' END")
+            checks.append(f"CASE WHEN {folded} IS NULL THEN 'missing:{spec.name}' END")
         if spec.type in _TYPED_PARSE:
-            checks.append(f"CASE WHEN {present} AND {typed} IS NULL THEN 'invalid_{spec.type}:{spec.name}' END")
+            checks.append(f"CASE WHEN {folded} IS NOT NULL AND {typed} IS NULL THEN 'invalid_{spec.type}:{spec.name}' END")
         if spec.type == "enum":
             checks.append(
                 f"CASE WHEN {typed} IS NOT NULL AND NOT list_contains($enum_{spec.name}, {typed}) "
@@ -87,67 +97,82 @@ def _reason_checks(contract: FeedContract) -> list[str]:
                 f"THEN 'out_of_range:{spec.name}' END"
             )
     if contract.identity:
-        anyone = " OR ".join(f"typed.{quote(c)} IS NOT NULL" for c in contract.identity)
+        anyone = " OR ".join(f"{_typed(c)} IS NOT NULL" for c in contract.identity)
         checks.append(f"CASE WHEN NOT ({anyone}) THEN 'identity_empty' END")
     for earlier, later in contract.time_order:
         # A date delivered without a time reads as midnight; on the same day that is no contradiction.
-        lo, hi = f"typed.{quote(earlier)}", f"typed.{quote(later)}"
+        lo, hi = _typed(earlier), _typed(later)
         checks.append(
             f"CASE WHEN {hi} < {lo} "
-            f"AND NOT ({hi} = date_trunc('day', {hi}) AND CAST({hi} AS DATE) = CAST({lo} AS DATE)) THEN 'time_order:{later}:{earlier}' END"
+            f"AND NOT ({hi} = date_trunc('day', {hi}) AND CAST({hi} AS DATE) = CAST({lo} AS DATE)) "
+            f"THEN 'time_order:{later}:{earlier}' END"
         )
-    raw_all = ", ".join(f"raw.{quote(f.name)}" for f in contract.fields)
+    raw_all = ", ".join(quote(f.name) for f in contract.fields)
     checks.append(
-        f"CASE WHEN row_number() OVER (PARTITION BY {raw_all} ORDER BY raw.source_row_number) > 1 "
+        f"CASE WHEN row_number() OVER (PARTITION BY {raw_all} ORDER BY source_row_number) > 1 "
         "THEN 'duplicate_row' END"
     )
     return checks
 
 
-def staging_query(contract: FeedContract) -> str:
-    """The staging query of a feed for one load: every raw row with its typed values and reasons."""
-    lineage = ", ".join(f"raw.{name}" for name, _ in LINEAGE_COLUMNS)
-    typed_cols = []
+def staging_query(contract: FeedContract, source: str) -> str:
+    """The staging query of a feed: every row of ``source`` (raw text cells with lineage) with its
+    typed values and the codes of every check it fails.
+
+    One linear pipeline of projections, no joins: fold each cell once, prepare what a type's
+    expressions share, type, derive, check. Raw columns travel along so quarantine can keep them.
+    """
+    folded = [f"{normalise.fold(quote(f.name))} AS {_folded(f.name)}" for f in contract.fields]
+    prepared = [f"{normalise.prepare(f.type, _folded(f.name))} AS {_prepared(f.name)}"
+                for f in contract.fields if normalise.prepare(f.type, "x")]
+    typed = []
     for spec in contract.fields:
-        raw = f"raw.{quote(spec.name)}"
-        typed_cols.append(f"{_typed_expression(spec, raw)} AS {quote(spec.name)}")
+        cell, ready = _folded(spec.name), _prepared(spec.name)
+        typed.append(f"{_typed_expression(spec, cell, ready)} AS {_typed(spec.name)}")
         if spec.type == "id_number":
-            typed_cols.append(f"{normalise.id_status(raw)} AS {quote(spec.name + '_status')}")
+            typed.append(f"{normalise.id_status(ready)} AS {_typed(spec.name + '_status')}")
         elif spec.type == "phone":
-            typed_cols.append(f"{normalise.phone_kind(raw)} AS {quote(spec.name + '_kind')}")
+            typed.append(f"{normalise.phone_kind(ready)} AS {_typed(spec.name + '_kind')}")
     derived = []
     for spec in contract.fields:
-        name = quote(spec.name)
         if spec.type == "id_number":
-            status = quote(spec.name + "_status")
-            derived += [f"{normalise.id_birth_date(name, status)} AS {quote(spec.name + '_birth_date')}",
-                        f"{normalise.id_sex(name, status)} AS {quote(spec.name + '_sex')}"]
-    with_derived = "typed_base.*" + (", " + ", ".join(derived) if derived else "")
+            number, status = _typed(spec.name), _typed(spec.name + "_status")
+            derived += [f"{normalise.id_birth_date(number, status)} AS {_typed(spec.name + '_birth_date')}",
+                        f"{normalise.id_sex(number, status)} AS {_typed(spec.name + '_sex')}"]
     if contract.deleted_when:
-        column, _ = contract.deleted_when
-        is_deleted = f"coalesce(typed.{quote(column)} = $deleted_value, false)"
+        is_deleted = f"coalesce({_typed(contract.deleted_when[0])} = $deleted_value, false)"
     else:
         is_deleted = "false"
-    checks = ",\n            ".join(_reason_checks(contract))
+    checks = ",\n                ".join(_reason_checks(contract))
+    outputs = ", ".join(f"{_typed(name)} AS {quote(name)}" for name, _ in staged_columns(contract))
+    raw_cells = ", ".join(f"{quote(f.name)} AS {quote(f.name + '__raw')}" for f in contract.fields)
+    lineage = ", ".join(name for name, _ in LINEAGE_COLUMNS)
     return f"""
     WITH raw AS (
-        SELECT * FROM {raw_table(contract.feed)} WHERE load_id = $load_id
+        {source}
+    ),
+    folded AS (
+        SELECT *, {', '.join(folded)} FROM raw
+    ),
+    prepared AS (
+        SELECT *{', ' + ', '.join(prepared) if prepared else ''} FROM folded
     ),
     typed_base AS (
-        SELECT {lineage}, {', '.join(typed_cols)} FROM raw
+        SELECT *, {', '.join(typed)} FROM prepared
     ),
     typed AS (
-        SELECT {with_derived} FROM typed_base
+        SELECT *{', ' + ', '.join(derived) if derived else ''} FROM typed_base
     ),
     checked AS (
-        SELECT typed.*,
+        SELECT *,
                {is_deleted} AS is_deleted,
                list_filter([
-            {checks}
+                {checks}
                ], lambda code: code IS NOT NULL) AS reason_codes
-        FROM raw JOIN typed USING (load_id, source_row_number)
+        FROM typed
     )
-    SELECT * FROM checked
+    SELECT {lineage}, {outputs}, is_deleted, reason_codes, {raw_cells}
+    FROM checked
     """
 
 
@@ -178,11 +203,15 @@ def reason_message(code: str, column_map: ColumnMap, **details) -> str:
 
 
 def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
-               landed: LandedFile, load_id: int) -> StageResult:
-    """Stage the raw rows of one load; quarantine the failures; supersede older versions."""
+               landed: LandedFile, load_id: int, source: str, source_params: dict) -> StageResult:
+    """Stage the rows of one load; quarantine the failures; supersede older versions.
+
+    ``source`` is a query yielding the load's raw cells under canonical names plus lineage, with
+    its own bound parameters (the raw table for text files, the archived file for Parquet).
+    """
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE staging AS {staging_query(contract)}",
-        query_parameters(contract, column_map, load_id),
+        f"CREATE OR REPLACE TEMP TABLE staging AS {staging_query(contract, source)}",
+        {**query_parameters(contract, column_map, load_id), **source_params},
     )
     columns = [name for name, _ in LINEAGE_COLUMNS] + [name for name, _ in staged_columns(contract)]
     column_list = ", ".join(quote(c) for c in columns)
@@ -190,15 +219,14 @@ def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_ma
         f"INSERT INTO {staged_table(contract.feed)} ({column_list}, is_current, is_deleted) "
         f"SELECT {column_list}, true, is_deleted FROM staging WHERE len(reason_codes) = 0"
     )
-    quarantined = _quarantine_failures(con, contract, column_map, landed, load_id)
+    quarantined = _quarantine_failures(con, contract, column_map)
     loaded = con.execute("SELECT count(*) FROM staging WHERE len(reason_codes) = 0").fetchone()[0]
-    superseded = _supersede(con, contract, load_id)
+    superseded = _supersede(con, contract, load_id) if contract.versioned else 0
     con.execute("DROP TABLE staging")
     return StageResult(rows_loaded=loaded, rows_quarantined=quarantined, rows_superseded=superseded)
 
 
-def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, landed: LandedFile,
-                         load_id: int) -> int:
+def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap) -> int:
     codes = {c for (c,) in con.execute(
         "SELECT DISTINCT unnest(reason_codes) FROM staging WHERE len(reason_codes) > 0").fetchall()}
     if not codes:
@@ -207,30 +235,30 @@ def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, lan
     con.executemany("INSERT INTO reason_text VALUES (?, ?)",
                     [(code, reason_message(code, column_map)) for code in sorted(codes)])
     headers = [(f.name, column_map.header_of(f.name)) for f in contract.fields]
-    raw_json = "json_object(" + ", ".join(f"$h_{i}, raw.{quote(name)}" for i, (name, _) in enumerate(headers)) + ")"
+    raw_json = "json_object(" + ", ".join(
+        f"$h_{i}, {quote(name + '__raw')}" for i, (name, _) in enumerate(headers)) + ")"
     params = {f"h_{i}": header for i, (_, header) in enumerate(headers)}
-    params.update(load_id=load_id, agency=contract.agency, feed=contract.feed)
+    params.update(agency=contract.agency, feed=contract.feed)
     con.execute(
         f"""
         INSERT INTO quarantine
         WITH failed AS (
-            SELECT source_row_number, reason_codes FROM staging WHERE len(reason_codes) > 0
+            SELECT * FROM staging WHERE len(reason_codes) > 0
+        ),
+        codes AS (
+            SELECT source_row_number, unnest(reason_codes) AS code,
+                   generate_subscripts(reason_codes, 1) AS code_position
+            FROM failed
         ),
         messages AS (
-            SELECT failed.source_row_number,
-                   list(reason_text.message ORDER BY code_position) AS reasons
-            FROM (SELECT source_row_number, unnest(reason_codes) AS code,
-                         generate_subscripts(reason_codes, 1) AS code_position FROM failed) AS failed
-            JOIN reason_text USING (code)
-            GROUP BY failed.source_row_number
+            SELECT codes.source_row_number, list(reason_text.message ORDER BY code_position) AS reasons
+            FROM codes JOIN reason_text USING (code)
+            GROUP BY codes.source_row_number
         )
-        SELECT raw.load_id, raw.delivery_date, $agency, $feed, raw.source_file, raw.source_row_number,
-               failed.reason_codes, messages.reasons, {raw_json}
-        FROM failed
-        JOIN messages USING (source_row_number)
-        JOIN {raw_table(contract.feed)} AS raw
-          ON raw.load_id = $load_id AND raw.source_row_number = failed.source_row_number
-        ORDER BY raw.source_row_number
+        SELECT failed.load_id, failed.delivery_date, $agency, $feed, failed.source_file,
+               failed.source_row_number, failed.reason_codes, messages.reasons, {raw_json}
+        FROM failed JOIN messages USING (source_row_number)
+        ORDER BY failed.source_row_number
         """,
         params,
     )
