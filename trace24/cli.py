@@ -33,8 +33,14 @@ def ingest(
 ) -> None:
     """Load every new delivery under LANDING into DB, and print the load audit."""
     _prefect_defaults()
+    from schemas import SchemaError, load_schemas
+
+    try:
+        load_schemas(schemas)  # fail fast, before the flow engine starts
+    except SchemaError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     from flows.ingest import ingest_flow
-    from schemas import SchemaError
 
     db.parent.mkdir(parents=True, exist_ok=True)
     try:

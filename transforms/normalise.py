@@ -42,8 +42,9 @@ def _builtin_formats_sql() -> str:
     return "[" + ", ".join(f"'{f}'" for f in BUILTIN_TIME_FORMATS) + "]"
 
 
-FULL_WIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000\u00a0"
-HALF_WIDTH = "".join(chr(c) for c in range(0x21, 0x7F)) + "  "
+# Folded by t24_fold: full-width ASCII forms, ideographic and no-break spaces, tabs and line breaks.
+FULL_WIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000\u00a0\t\r\n"
+HALF_WIDTH = "".join(chr(c) for c in range(0x21, 0x7F)) + "     "
 
 
 def _literal(text: str) -> str:
@@ -51,13 +52,13 @@ def _literal(text: str) -> str:
 
 
 MACROS = (
-    # Every raw cell is folded once: full-width forms to ASCII, ideographic and no-break spaces to
-    # spaces, trimmed, blank → NULL. translate() is slow per row, so it runs only where a
+    # Every raw cell is folded once: full-width forms to ASCII, ideographic and no-break spaces, tabs
+    # and line breaks to spaces, trimmed, blank → NULL. translate() is slow per row, so it runs only where a
     # full-width character is present. Names get full NFKC on top (person_name).
     rf"""CREATE OR REPLACE TEMP MACRO t24_fold(s) AS
-        nullif(trim(CASE WHEN regexp_matches(s, '[\x{{3000}}\x{{00A0}}\x{{FF01}}-\x{{FF5E}}]')
-                         THEN translate(s, {_literal(FULL_WIDTH)}, {_literal(HALF_WIDTH)}) ELSE s END,
-                    E' \t\r\n'), '')""",
+        nullif(trim(CASE WHEN regexp_matches(s, '[\x{{3000}}\x{{00A0}}\x{{FF01}}-\x{{FF5E}}\t\r\n]')
+                         THEN translate(s, {_literal(FULL_WIDTH)}, {_literal(HALF_WIDTH)})
+                         ELSE s END), '')""",
     # The macros below take folded text.
     # ID numbers: no separators, upper case.
     r"""CREATE OR REPLACE TEMP MACRO t24_id_clean(s) AS

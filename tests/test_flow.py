@@ -1,0 +1,60 @@
+"""The ingest flow and the command line, run through the Prefect engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import LAB_HEADER, lab_row, query, write_csv
+
+
+@pytest.fixture(scope="session")
+def prefect_engine():
+    """One temporary Prefect server for every test that runs a flow (it takes seconds to start)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def test_ingest_flow_loads_validates_and_reports(prefect_engine, day1, db_path):
+    from flows.ingest import ingest_flow
+
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1"), lab_row("S2", result="")])
+    result = ingest_flow(landing_dir=day1.parent, db_path=db_path)
+    assert [(f["source_file"], f["status"], f["rows_loaded"], f["rows_quarantined"]) for f in result["files"]] == [
+        ("2020-02-10/cdc/lab_results.csv", "loaded", 1, 1)]
+    assert Path(result["data_docs"]).is_file()
+    assert query(db_path, "SELECT validation_passed FROM load_audit") == [(True,)]
+    failed = query(db_path, "SELECT count(*) FROM validation_results WHERE NOT success")
+    assert failed == [(0,)]
+    assert "no place_scans file delivered on 2020-02-10" in result["warnings"]
+
+
+def test_cli_prints_the_audit_and_skips_on_rerun(prefect_engine, day1, db_path):
+    from trace24.cli import app
+
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    runner = CliRunner()
+    first = runner.invoke(app, ["ingest", "--landing", str(day1.parent), "--db", str(db_path), "--no-validate"])
+    assert first.exit_code == 0, first.output
+    assert "lab_results.csv" in first.output and "load_audit, run 1" in first.output
+    second = runner.invoke(app, ["ingest", "--landing", str(day1.parent), "--db", str(db_path), "--no-validate"])
+    assert second.exit_code == 0, second.output
+    assert "1 files were loaded by an earlier run" in second.output
+
+
+def test_cli_stops_on_a_broken_configuration(day1, db_path, tmp_path):
+    from trace24.cli import app
+
+    (tmp_path / "bad" / "feeds").mkdir(parents=True)
+    (tmp_path / "bad" / "feeds" / "lab_results.yaml").write_text("feed: lab_results\nagency: nobody\n")
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    result = CliRunner().invoke(app, ["ingest", "--landing", str(day1.parent), "--db", str(db_path),
+                                      "--schemas", str(tmp_path / "bad")])
+    assert result.exit_code == 2
+    assert "Configuration error" in result.output and "lab_results.yaml" in result.output
+    assert not db_path.exists()
