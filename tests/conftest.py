@@ -85,7 +85,8 @@ def sql():
     normalise.register(con)
 
     def evaluate(expression: str, *params):
-        return con.execute(f"SELECT {expression}", list(params)).fetchone()[0]
+        row = con.execute(f"SELECT {expression}", list(params)).fetchone()
+        return row[0] if len(row) == 1 else row
 
     yield evaluate
     con.close()

@@ -8,6 +8,7 @@ What belongs here: table definitions generated from the contracts (``raw_<feed>`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -126,7 +127,8 @@ def _create_feed_tables(con: duckdb.DuckDBPyConnection, contract: FeedContract) 
 
 def connect(path: Path | str, schemas: Schemas) -> duckdb.DuckDBPyConnection:
     """Open (or create) the store, install the normalisers and make sure every table exists."""
-    con = duckdb.connect(str(path))
+    # A bounded memory limit makes DuckDB spill to disk instead of growing with the file size.
+    con = duckdb.connect(str(path), config={"memory_limit": os.environ.get("TRACE24_DUCKDB_MEMORY_LIMIT", "3GB")})
     normalise.register(con)
     for ddl in BOOKKEEPING_DDL:
         con.execute(ddl)

@@ -53,38 +53,48 @@ def _literal(text: str) -> str:
 
 MACROS = (
     # Every raw cell is folded once: full-width forms to ASCII, ideographic and no-break spaces, tabs
-    # and line breaks to spaces, trimmed, blank → NULL. translate() is slow per row, so it runs only where a
-    # full-width character is present. Names get full NFKC on top (person_name).
+    # and line breaks to spaces, trimmed, blank → NULL. translate() is slow per row, so it runs only
+    # where such a character is present; pure-ASCII cells without tabs or line breaks skip even the
+    # check (strlen counts bytes, length characters). Names get full NFKC on top (person_name).
     rf"""CREATE OR REPLACE TEMP MACRO t24_fold(s) AS
-        nullif(trim(CASE WHEN regexp_matches(s, '[\x{{3000}}\x{{00A0}}\x{{FF01}}-\x{{FF5E}}\t\r\n]')
+        nullif(trim(CASE WHEN strlen(s) = length(s) AND NOT contains(s, chr(9)) AND NOT contains(s, chr(10))
+                              AND NOT contains(s, chr(13)) THEN s
+                         WHEN regexp_matches(s, '[\x{{3000}}\x{{00A0}}\x{{FF01}}-\x{{FF5E}}\t\r\n]')
                          THEN translate(s, {_literal(FULL_WIDTH)}, {_literal(HALF_WIDTH)})
                          ELSE s END), '')""",
-    # The macros below take folded text.
-    # ID numbers: no separators, upper case.
+    # The macros below take folded text. A macro argument is expanded wherever it appears, so the
+    # pipeline passes columns, computed once, never expressions (see PREPARE and ID_NUMBER_PARTS).
+    # ID numbers: no separators, upper case; a clean 18-character number skips the rewriting.
     r"""CREATE OR REPLACE TEMP MACRO t24_id_clean(s) AS
-        nullif(upper(regexp_replace(s, '[\s\-_.·]', '', 'g')), '')""",
+        CASE WHEN regexp_full_match(s, '[0-9]{17}[0-9X]') THEN s
+             ELSE nullif(upper(regexp_replace(s, '[\s\-_.·]', '', 'g')), '') END""",
+    # The 17 digits before the check character as a number: of an 18-character number, or of a
+    # 15-digit legacy number once '19' is inserted after the county code. NULL for anything else.
+    r"""CREATE OR REPLACE TEMP MACRO t24_id_body_number(c) AS
+        CASE WHEN regexp_full_match(c, '[0-9]{17}[0-9X]') THEN TRY_CAST(left(c, 17) AS BIGINT)
+             WHEN regexp_full_match(c, '[0-9]{15}') THEN TRY_CAST(left(c, 6) || '19' || substr(c, 7) AS BIGINT)
+             END""",
     f"""CREATE OR REPLACE TEMP MACRO t24_id_check_number(n17) AS
         substr('10X98765432', CAST({_check_digit_sum('n17')} % 11 AS INTEGER) + 1, 1)""",
-    """CREATE OR REPLACE TEMP MACRO t24_id_check_char(d17) AS t24_id_check_number(TRY_CAST(d17 AS BIGINT))""",
-    # 15-digit legacy numbers gain '19' and a check character; everything else stays as cleaned.
-    r"""CREATE OR REPLACE TEMP MACRO t24_id_canonical(c) AS
-        CASE WHEN regexp_full_match(c, '[0-9]{15}')
-             THEN substr(c, 1, 6) || '19' || substr(c, 7) || t24_id_check_char(substr(c, 1, 6) || '19' || substr(c, 7))
-             ELSE c END""",
-    r"""CREATE OR REPLACE TEMP MACRO t24_id_status(c) AS
+    # Birth date digits 7-14 of the body, as a date, or NULL when they are no date.
+    """CREATE OR REPLACE TEMP MACRO t24_id_birth_date(n17) AS
+        CAST(try_strptime(CAST((n17 // 1000) % 100000000 AS VARCHAR), '%Y%m%d') AS DATE)""",
+    # 15-digit legacy numbers become 18 characters; everything else stays as cleaned.
+    """CREATE OR REPLACE TEMP MACRO t24_id_canonical(c, n17) AS
+        CASE WHEN length(c) = 15 AND n17 IS NOT NULL
+             THEN lpad(CAST(n17 AS VARCHAR), 17, '0') || t24_id_check_number(n17) ELSE c END""",
+    r"""CREATE OR REPLACE TEMP MACRO t24_id_status(c, n17) AS
         CASE WHEN c IS NULL THEN 'missing'
-             WHEN regexp_full_match(c, '[A-Z][A-Z0-9]{5,11}') THEN 'passport'
-             WHEN regexp_full_match(c, '[0-9]{15}')
-                  THEN CASE WHEN try_strptime('19' || substr(c, 7, 6), '%Y%m%d') IS NULL
-                            THEN 'invalid_birth_date' ELSE 'upgraded_15' END
-             WHEN regexp_full_match(c, '[0-9]{17}[0-9X]')
-                  THEN CASE WHEN substr(c, 18, 1) <> t24_id_check_char(substr(c, 1, 17)) THEN 'invalid_checksum'
-                            WHEN try_strptime(substr(c, 7, 8), '%Y%m%d') IS NULL THEN 'invalid_birth_date'
-                            ELSE 'valid' END
-             ELSE 'malformed' END""",
+             WHEN n17 IS NULL THEN CASE WHEN regexp_full_match(c, '[A-Z][A-Z0-9]{5,11}') THEN 'passport'
+                                        ELSE 'malformed' END
+             WHEN t24_id_birth_date(n17) IS NULL THEN 'invalid_birth_date'
+             WHEN length(c) = 15 THEN 'upgraded_15'
+             WHEN right(c, 1) <> t24_id_check_number(n17) THEN 'invalid_checksum'
+             ELSE 'valid' END""",
     # Phones: strip separators and the country prefix of a mobile; keep landlines as digits.
     r"""CREATE OR REPLACE TEMP MACRO t24_phone_clean(s) AS
-        nullif(regexp_replace(s, '[\s\-()（）]', '', 'g'), '')""",
+        CASE WHEN regexp_full_match(s, '1[3-9][0-9]{9}') THEN s
+             ELSE nullif(regexp_replace(s, '[\s\-()（）]', '', 'g'), '') END""",
     r"""CREATE OR REPLACE TEMP MACRO t24_phone_kind(p) AS
         CASE WHEN p IS NULL THEN 'missing'
              WHEN regexp_full_match(p, '(\+86|0086|86)?1[3-9][0-9]{9}') THEN 'mobile'
@@ -102,10 +112,12 @@ MACROS = (
             replace(replace(replace(replace(replace(replace(replace(s, '年', '-'), '月', '-'), '日', ' '),
                     '时', ':'), '分', ':'), '秒', ''), '/', '-'),
             '\s+', ' ', 'g')), ':'), '')""",
-    # ISO text, the commonest form, is tried first; the rewriting runs only for what fails it.
+    # ISO text, the commonest form, is cast first (the fastest parser); a column map's own formats
+    # next, then Excel serials, then the rewriting of everything else.
     f"""CREATE OR REPLACE TEMP MACRO t24_parse_time(s, formats) AS
         coalesce(
-            try_strptime(s, list_concat(formats, ['%Y-%m-%d %H:%M:%S'])),
+            TRY_CAST(s AS TIMESTAMP),
+            CASE WHEN len(formats) > 0 THEN try_strptime(s, list_concat(formats, ['%Y-%m-%dT%H:%M:%S'])) END,
             CASE WHEN regexp_full_match(s, '[2-7][0-9]{{4}}(\\.[0-9]+)?')
                  THEN TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST(s AS DOUBLE) * 86400) AS BIGINT)) END,
             try_strptime(t24_time_text(s), {_builtin_formats_sql()}))""",
@@ -137,11 +149,12 @@ def fold(raw: str) -> str:
 
 
 def text(folded: str) -> str:
-    return rf"regexp_replace({folded}, '\s+', ' ', 'g')"
+    # Folding left only spaces as white space; a run of them becomes one.
+    return f"CASE WHEN contains({folded}, '  ') THEN regexp_replace({folded}, ' +', ' ', 'g') ELSE {folded} END"
 
 
 def code(folded: str) -> str:
-    return rf"nullif(upper(regexp_replace({folded}, '\s+', '', 'g')), '')"
+    return f"nullif(upper(replace({folded}, ' ', '')), '')"
 
 
 def person_name(folded: str) -> str:
@@ -175,22 +188,27 @@ def enum(folded: str) -> str:
     return text(folded)
 
 
-def id_number(prepared: str) -> str:
-    return f"t24_id_canonical({prepared})"
+def id_number(prepared: str, body: str) -> str:
+    return f"t24_id_canonical({prepared}, {body})"
 
 
-def id_status(prepared: str) -> str:
-    return f"t24_id_status({prepared})"
+def id_status(prepared: str, body: str) -> str:
+    return f"t24_id_status({prepared}, {body})"
 
 
-def id_birth_date(id_sql: str, status_sql: str) -> str:
-    return (f"CASE WHEN {status_sql} IN ('valid', 'upgraded_15') "
-            f"THEN CAST(strptime(substr({id_sql}, 7, 8), '%Y%m%d') AS DATE) END")
+def id_body(prepared: str) -> str:
+    """The number-parts column an ID field needs before it can be typed (see t24_id_body_number)."""
+    return f"t24_id_body_number({prepared})"
 
 
-def id_sex(id_sql: str, status_sql: str) -> str:
-    return (f"CASE WHEN {status_sql} IN ('valid', 'upgraded_15') "
-            f"THEN CASE WHEN (ascii(substr({id_sql}, 17, 1)) - 48) % 2 = 1 THEN '男' ELSE '女' END END")
+def id_birth_date(body: str, status_sql: str) -> str:
+    return f"CASE WHEN {status_sql} IN ('valid', 'upgraded_15') THEN t24_id_birth_date({body}) END"
+
+
+def id_sex(body: str, status_sql: str) -> str:
+    # The 17th digit, the last of the body, is odd for men.
+    sex = f"CASE WHEN {body} % 2 = 1 THEN '男' ELSE '女' END"
+    return f"CASE WHEN {status_sql} IN ('valid', 'upgraded_15') THEN {sex} END"
 
 
 def phone(prepared: str) -> str:

@@ -9,6 +9,7 @@ a deleted record is kept and marked ``is_deleted``. What does not: reading files
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -49,7 +50,9 @@ class StageResult:
 def _typed_expression(spec, folded: str, prepared: str) -> str:
     if spec.type in ("timestamp", "date"):
         return getattr(normalise, spec.type)(folded, "$time_formats")
-    if spec.type in ("id_number", "phone", "temperature"):
+    if spec.type == "id_number":
+        return normalise.id_number(prepared, _body(spec.name))
+    if spec.type in ("phone", "temperature"):
         return getattr(normalise, spec.type)(prepared)
     builders = {
         "code": normalise.code, "text": normalise.text, "person_name": normalise.person_name,
@@ -66,6 +69,10 @@ def _prepared(name: str) -> str:
     return quote(f"{name}__prepared")
 
 
+def _body(name: str) -> str:
+    return quote(f"{name}__body")
+
+
 def _typed(name: str) -> str:
     return quote(f"{name}__typed")
 
@@ -78,7 +85,8 @@ def _reason_checks(contract: FeedContract) -> list[str]:
         if spec.required:
             checks.append(f"CASE WHEN {folded} IS NULL THEN 'missing:{spec.name}' END")
         if spec.type in _TYPED_PARSE:
-            checks.append(f"CASE WHEN {folded} IS NOT NULL AND {typed} IS NULL THEN 'invalid_{spec.type}:{spec.name}' END")
+            checks.append(
+                f"CASE WHEN {folded} IS NOT NULL AND {typed} IS NULL THEN 'invalid_{spec.type}:{spec.name}' END")
         if spec.type == "enum":
             checks.append(
                 f"CASE WHEN {typed} IS NOT NULL AND NOT list_contains($enum_{spec.name}, {typed}) "
@@ -125,20 +133,22 @@ def staging_query(contract: FeedContract, source: str) -> str:
     folded = [f"{normalise.fold(quote(f.name))} AS {_folded(f.name)}" for f in contract.fields]
     prepared = [f"{normalise.prepare(f.type, _folded(f.name))} AS {_prepared(f.name)}"
                 for f in contract.fields if normalise.prepare(f.type, "x")]
+    parts = [f"{normalise.id_body(_prepared(f.name))} AS {_body(f.name)}"
+             for f in contract.fields if f.type == "id_number"]
     typed = []
     for spec in contract.fields:
         cell, ready = _folded(spec.name), _prepared(spec.name)
         typed.append(f"{_typed_expression(spec, cell, ready)} AS {_typed(spec.name)}")
         if spec.type == "id_number":
-            typed.append(f"{normalise.id_status(ready)} AS {_typed(spec.name + '_status')}")
+            typed.append(f"{normalise.id_status(ready, _body(spec.name))} AS {_typed(spec.name + '_status')}")
         elif spec.type == "phone":
             typed.append(f"{normalise.phone_kind(ready)} AS {_typed(spec.name + '_kind')}")
     derived = []
     for spec in contract.fields:
         if spec.type == "id_number":
-            number, status = _typed(spec.name), _typed(spec.name + "_status")
-            derived += [f"{normalise.id_birth_date(number, status)} AS {_typed(spec.name + '_birth_date')}",
-                        f"{normalise.id_sex(number, status)} AS {_typed(spec.name + '_sex')}"]
+            body, status = _body(spec.name), _typed(spec.name + "_status")
+            derived += [f"{normalise.id_birth_date(body, status)} AS {_typed(spec.name + '_birth_date')}",
+                        f"{normalise.id_sex(body, status)} AS {_typed(spec.name + '_sex')}"]
     if contract.deleted_when:
         is_deleted = f"coalesce({_typed(contract.deleted_when[0])} = $deleted_value, false)"
     else:
@@ -157,8 +167,11 @@ def staging_query(contract: FeedContract, source: str) -> str:
     prepared AS (
         SELECT *{', ' + ', '.join(prepared) if prepared else ''} FROM folded
     ),
+    parts AS (
+        SELECT *{', ' + ', '.join(parts) if parts else ''} FROM prepared
+    ),
     typed_base AS (
-        SELECT *, {', '.join(typed)} FROM prepared
+        SELECT *, {', '.join(typed)} FROM parts
     ),
     typed AS (
         SELECT *{', ' + ', '.join(derived) if derived else ''} FROM typed_base
@@ -209,10 +222,11 @@ def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_ma
     ``source`` is a query yielding the load's raw cells under canonical names plus lineage, with
     its own bound parameters (the raw table for text files, the archived file for Parquet).
     """
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE staging AS {staging_query(contract, source)}",
-        {**query_parameters(contract, column_map, load_id), **source_params},
-    )
+    query = staging_query(contract, source)
+    params = {**query_parameters(contract, column_map, load_id), **source_params}
+    # DuckDB refuses parameters a query does not use (a feed without times has no $time_formats).
+    used = {name: value for name, value in params.items() if re.search(rf"\${name}\b", query)}
+    con.execute(f"CREATE OR REPLACE TEMP TABLE staging AS {query}", used)
     columns = [name for name, _ in LINEAGE_COLUMNS] + [name for name, _ in staged_columns(contract)]
     column_list = ", ".join(quote(c) for c in columns)
     con.execute(

@@ -1,0 +1,114 @@
+"""Ingestion benchmark: a generated city, loaded feed by feed; prints rows per second and peak memory.
+
+    .venv/bin/python benchmarks/ingest.py                     # a city of 1,000,000 residents, 1 day
+    .venv/bin/python benchmarks/ingest.py --residents 100000 --days 2
+
+The city is generated once into --workdir (reused while its parameters do not change). Each
+measurement runs in a fresh process so that its peak memory (ru_maxrss, which includes DuckDB's
+own allocations) belongs to it alone. Figures, not assertions: nothing here fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def generate(workdir: Path, residents: int, days: int, seed: int) -> Path:
+    stamp = workdir / "city.json"
+    wanted = {"residents": residents, "days": days, "seed": seed}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        return workdir / "landing"
+    from trace24.samplecity import generate_city
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.perf_counter()
+    generate_city(workdir, residents=residents, days=days, seed=seed)
+    print(f"generated {residents:,} residents x {days} days in {time.perf_counter() - started:.1f} s")
+    stamp.write_text(json.dumps(wanted))
+    return workdir / "landing"
+
+
+def measure(landing: str, db: str) -> None:
+    """Child process: ingest every file, time each, print one JSON line per file and a summary."""
+    from schemas import load_schemas
+    from transforms import database, ingest
+    from transforms import landing as landing_mod
+
+    schemas = load_schemas()
+    grouped: dict[str, list[str]] = {}
+    for contract in schemas.feeds.values():
+        grouped.setdefault(contract.agency, []).append(contract.feed)
+    files, _ = landing_mod.discover(Path(landing), grouped)
+    con = database.connect(db, schemas)
+    run_id = ingest.start_run(con, Path(landing))
+    for landed in files:
+        started = time.perf_counter()
+        outcome = ingest.ingest_file(con, schemas, landed, run_id, ingest.archive_dir_for(Path(db)))
+        seconds = time.perf_counter() - started
+        print(json.dumps({"file": outcome.source_file, "feed": outcome.feed, "rows": outcome.rows_read,
+                          "seconds": seconds, "bytes": landed.path.stat().st_size}))
+    # The floor: one plain scan of every place-scan file, all columns materialised.
+    scans = [str(f.path) for f in files if f.feed == "place_scans" and f.format == "parquet"]
+    if scans:
+        started = time.perf_counter()
+        con.execute("CREATE TEMP TABLE floor AS SELECT * FROM read_parquet($files)", {"files": scans})
+        print(json.dumps({"floor_seconds": time.perf_counter() - started}))
+    con.close()
+    print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--residents", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / ".cache" / "ingest")
+    parser.add_argument("--child", nargs=2, metavar=("LANDING", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        measure(*args.child)
+        return
+    landing = generate(args.workdir, args.residents, args.days, args.seed)
+    db = args.workdir / "bench.duckdb"
+    for leftover in (db, db.with_suffix(".duckdb.wal")):
+        leftover.unlink(missing_ok=True)
+    shutil.rmtree(args.workdir / "bench_raw", ignore_errors=True)
+    child = subprocess.run([sys.executable, __file__, "--child", str(landing), str(db)], check=True,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    records = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
+    per_feed: dict[str, list[float]] = {}
+    for record in records:
+        if "feed" in record:
+            rows, seconds, size = per_feed.get(record["feed"], [0, 0.0, 0])
+            per_feed[record["feed"]] = [rows + record["rows"], seconds + record["seconds"], size + record["bytes"]]
+    peak = next(r["peak_rss_bytes"] for r in records if "peak_rss_bytes" in r)
+    floor = next((r["floor_seconds"] for r in records if "floor_seconds" in r), None)
+    print(f"\ningest benchmark: {args.residents:,} residents, {args.days} day(s), {os.cpu_count()} cores")
+    print(f"{'feed':<16}{'rows':>12}{'MB':>9}{'seconds':>10}{'rows/s':>14}")
+    total_rows = total_seconds = 0.0
+    for feed, (rows, seconds, size) in sorted(per_feed.items(), key=lambda kv: -kv[1][0]):
+        total_rows += rows
+        total_seconds += seconds
+        print(f"{feed:<16}{rows:>12,}{size / 1e6:>9.1f}{seconds:>10.2f}{rows / seconds if seconds else 0:>14,.0f}")
+    print(f"{'all feeds':<16}{int(total_rows):>12,}{'':>9}{total_seconds:>10.2f}{total_rows / total_seconds:>14,.0f}")
+    if floor is not None:
+        scans = per_feed["place_scans"][0]
+        print(f"floor: one plain scan of the place-scan Parquet files takes {floor:.2f} s "
+              f"({scans / floor:,.0f} rows/s)")
+    print(f"peak memory of the ingesting process: {peak / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
