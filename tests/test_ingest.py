@@ -226,3 +226,22 @@ def test_reason_messages_name_the_source_header():
 
     column_map = load_schemas().column_maps["hospital_fever_clinic"]
     assert staged.reason_message("invalid_temperature:temperature_c", column_map) == "体温: not a body temperature in °C"
+
+
+def test_the_fast_csv_reader_numbers_rows_like_the_python_reader(tmp_path, monkeypatch):
+    """DuckDB reads UTF-8 CSV in parallel; its row numbers must still be the file's own."""
+    from transforms import raw
+
+    rows = [lab_row(f"S{i:07d}", name=f"人{i}", sampled=f"2020-02-03 {i % 24:02d}:00:00", reported="2020-02-04")
+            for i in range(1, 300_001)]
+    rows[1234][2] = "1101-0519491231002x"
+    write_csv(tmp_path / "landing" / "2020-02-10" / "cdc" / "lab_results.csv", LAB_HEADER, rows)
+    fast_db, slow_db = tmp_path / "fast.duckdb", tmp_path / "slow.duckdb"
+    ingest_landing(tmp_path / "landing", fast_db)
+    monkeypatch.setattr(raw, "_load_utf8_csv", lambda *args: None)
+    ingest_landing(tmp_path / "landing", slow_db)
+    sql = "SELECT source_row_number, sample_id, name, id_number FROM raw_lab_results ORDER BY source_row_number"
+    fast, slow = query(fast_db, sql), query(slow_db, sql)
+    assert fast == slow
+    assert all(number == int(sample_id[1:]) for number, sample_id, _, _ in fast)
+    assert fast[1234][3] == "1101-0519491231002x"

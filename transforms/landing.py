@@ -168,6 +168,10 @@ class TextTableReader:
         finally:
             book.close()
 
+    def close(self) -> None:
+        """Release the file when the rows are read some other way."""
+        self._rows.close()
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         width = len(self.headers)
         rows: list[list[str]] = []

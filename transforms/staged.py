@@ -115,11 +115,7 @@ def _reason_checks(contract: FeedContract) -> list[str]:
             f"AND NOT ({hi} = date_trunc('day', {hi}) AND CAST({hi} AS DATE) = CAST({lo} AS DATE)) "
             f"THEN 'time_order:{later}:{earlier}' END"
         )
-    raw_all = ", ".join(quote(f.name) for f in contract.fields)
-    checks.append(
-        f"CASE WHEN row_number() OVER (PARTITION BY {raw_all} ORDER BY source_row_number) > 1 "
-        "THEN 'duplicate_row' END"
-    )
+    checks.append("CASE WHEN copy_number > 1 THEN 'duplicate_row' END")
     return checks
 
 
@@ -153,16 +149,23 @@ def staging_query(contract: FeedContract, source: str) -> str:
         is_deleted = f"coalesce({_typed(contract.deleted_when[0])} = $deleted_value, false)"
     else:
         is_deleted = "false"
-    checks = ",\n                ".join(_reason_checks(contract))
+    check_list = _reason_checks(contract)
+    checks = ",\n                ".join(check_list)
+    any_failure = " OR ".join(f"({check}) IS NOT NULL" for check in check_list)
     outputs = ", ".join(f"{_typed(name)} AS {quote(name)}" for name, _ in staged_columns(contract))
-    raw_cells = ", ".join(f"{quote(f.name)} AS {quote(f.name + '__raw')}" for f in contract.fields)
     lineage = ", ".join(name for name, _ in LINEAGE_COLUMNS)
+    raw_all = ", ".join(quote(f.name) for f in contract.fields)
     return f"""
     WITH raw AS (
         {source}
     ),
+    numbered AS (
+        -- Exact repeats of a row within the file; numbered while the rows are still narrow.
+        SELECT *, row_number() OVER (PARTITION BY {raw_all} ORDER BY source_row_number) AS copy_number
+        FROM raw
+    ),
     folded AS (
-        SELECT *, {', '.join(folded)} FROM raw
+        SELECT *, {', '.join(folded)} FROM numbered
     ),
     prepared AS (
         SELECT *{', ' + ', '.join(prepared) if prepared else ''} FROM folded
@@ -179,12 +182,15 @@ def staging_query(contract: FeedContract, source: str) -> str:
     checked AS (
         SELECT *,
                {is_deleted} AS is_deleted,
-               list_filter([
+               -- Most rows fail nothing: build the list only for those that fail something.
+               CASE WHEN coalesce({any_failure}, false)
+                    THEN list_filter([
                 {checks}
-               ], lambda code: code IS NOT NULL) AS reason_codes
+                    ], lambda code: code IS NOT NULL)
+                    ELSE CAST([] AS VARCHAR[]) END AS reason_codes
         FROM typed
     )
-    SELECT {lineage}, {outputs}, is_deleted, reason_codes, {raw_cells}
+    SELECT {lineage}, {outputs}, is_deleted, reason_codes
     FROM checked
     """
 
@@ -233,14 +239,17 @@ def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_ma
         f"INSERT INTO {staged_table(contract.feed)} ({column_list}, is_current, is_deleted) "
         f"SELECT {column_list}, true, is_deleted FROM staging WHERE len(reason_codes) = 0"
     )
-    quarantined = _quarantine_failures(con, contract, column_map)
+    quarantined = _quarantine_failures(con, contract, column_map, source, used)
     loaded = con.execute("SELECT count(*) FROM staging WHERE len(reason_codes) = 0").fetchone()[0]
     superseded = _supersede(con, contract, load_id) if contract.versioned else 0
     con.execute("DROP TABLE staging")
     return StageResult(rows_loaded=loaded, rows_quarantined=quarantined, rows_superseded=superseded)
 
 
-def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap) -> int:
+def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, source: str,
+                         source_params: dict) -> int:
+    """Quarantine the failed rows with their reasons and their raw cells, read again from the
+    source for those rows only (staging does not carry every raw cell of every row)."""
     codes = {c for (c,) in con.execute(
         "SELECT DISTINCT unnest(reason_codes) FROM staging WHERE len(reason_codes) > 0").fetchall()}
     if not codes:
@@ -250,9 +259,10 @@ def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap) -> 
                     [(code, reason_message(code, column_map)) for code in sorted(codes)])
     headers = [(f.name, column_map.header_of(f.name)) for f in contract.fields]
     raw_json = "json_object(" + ", ".join(
-        f"$h_{i}, {quote(name + '__raw')}" for i, (name, _) in enumerate(headers)) + ")"
+        f"$h_{i}, raw.{quote(name)}" for i, (name, _) in enumerate(headers)) + ")"
     params = {f"h_{i}": header for i, (_, header) in enumerate(headers)}
     params.update(agency=contract.agency, feed=contract.feed)
+    params.update({k: v for k, v in source_params.items() if re.search(rf"\${k}\b", source)})
     con.execute(
         f"""
         INSERT INTO quarantine
@@ -271,7 +281,9 @@ def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap) -> 
         )
         SELECT failed.load_id, failed.delivery_date, $agency, $feed, failed.source_file,
                failed.source_row_number, failed.reason_codes, messages.reasons, {raw_json}
-        FROM failed JOIN messages USING (source_row_number)
+        FROM failed
+        JOIN messages USING (source_row_number)
+        JOIN ({source}) AS raw USING (source_row_number)
         ORDER BY failed.source_row_number
         """,
         params,
