@@ -325,8 +325,20 @@ def _supersede(con, contract: FeedContract, load_id: int) -> int:
     key_match = " AND ".join(f"s.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in contract.record_key)
     return con.execute(
         f"""
-        WITH load_keys AS (
-            SELECT DISTINCT {key} FROM {table} WHERE load_id = $load_id
+        WITH load_rows AS (
+            SELECT {key} FROM {table} WHERE load_id = $load_id
+        ),
+        -- Only keys with more than one version need ranking: those seen in an earlier load, and
+        -- those repeated within this one. A first delivery of a million records ranks nothing.
+        seen_before AS (
+            SELECT DISTINCT {key} FROM load_rows AS k
+            WHERE EXISTS (SELECT 1 FROM {table} AS s WHERE s.load_id <> $load_id AND {key_match})
+        ),
+        repeated_here AS (
+            SELECT {key} FROM load_rows GROUP BY ALL HAVING count(*) > 1
+        ),
+        load_keys AS (
+            SELECT * FROM seen_before UNION SELECT * FROM repeated_here
         ),
         versions AS (
             SELECT s.rowid AS row_id, s.is_current,
