@@ -128,7 +128,11 @@ def _create_feed_tables(con: duckdb.DuckDBPyConnection, contract: FeedContract) 
 def connect(path: Path | str, schemas: Schemas) -> duckdb.DuckDBPyConnection:
     """Open (or create) the store, install the normalisers and make sure every table exists."""
     # A bounded memory limit makes DuckDB spill to disk instead of growing with the file size.
-    con = duckdb.connect(str(path), config={"memory_limit": os.environ.get("TRACE24_DUCKDB_MEMORY_LIMIT", "3GB")})
+    # Insertion order is kept explicitly: the CSV reader numbers rows in scan order (raw.py).
+    con = duckdb.connect(str(path), config={
+        "memory_limit": os.environ.get("TRACE24_DUCKDB_MEMORY_LIMIT", "3GB"),
+        "preserve_insertion_order": True,
+    })
     normalise.register(con)
     for ddl in BOOKKEEPING_DDL:
         con.execute(ddl)
