@@ -86,7 +86,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, schemas: Schemas, landed: landin
     con.begin()
     try:
         loaded_raw = raw.load_raw(con, schemas, landed, load_id, archive_dir)
-        result = staged.stage_load(con, contract, loaded_raw.column_map, landed, load_id,
+        result = staged.stage_load(con, contract, loaded_raw.column_map, load_id,
                                    loaded_raw.source, loaded_raw.source_params)
         malformed = staged.quarantine_malformed(con, contract, landed, load_id, loaded_raw.malformed)
         read = loaded_raw.rows_in_raw + malformed

@@ -35,7 +35,6 @@ class RawLoad:
     source_params: dict = field(default_factory=dict)
     malformed: list[MalformedRow] = field(default_factory=list)
     unmapped_columns: list[str] = field(default_factory=list)
-    headers: list[str] = field(default_factory=list)
 
 
 def choose_column_map(schemas: Schemas, feed: str, headers: list[str]) -> ColumnMap:
@@ -85,29 +84,26 @@ def load_text_table(con, schemas: Schemas, landed: LandedFile, load_id: int) -> 
     table = raw_table(landed.feed)
     source = f"SELECT * FROM {table} WHERE load_id = $load_id"
     if not reader.headers:
-        return RawLoad(schemas.maps_for(landed.feed)[0], reader.encoding or "", 0, source)
+        return RawLoad(schemas.maps_for(landed.feed)[0], reader.encoding or "", 0, source, {"load_id": load_id})
     column_map = choose_column_map(schemas, landed.feed, reader.headers)
+    rows = None
     if landed.format == "csv" and reader.encoding in ("utf-8", "utf-8-sig"):
-        fast = _load_utf8_csv(con, contract, column_map, landed, load_id, reader.headers)
-        if fast is not None:
-            reader.close()
-            return RawLoad(
-                column_map=column_map, encoding=reader.encoding, rows_in_raw=fast, source=source,
-                headers=reader.headers, unmapped_columns=[h for h in reader.headers if h not in column_map.columns],
-            )
-    sql = f"INSERT INTO {table} " + _select_cells(
-        contract, column_map, reader.headers, "batch", quote(ROW_NUMBER), lambda c: c)
-    params = _params(landed, load_id, column_map)
-    for batch in reader.batches():
-        con.register("batch", batch)
-        try:
-            con.execute(sql, params)
-        finally:
-            con.unregister("batch")
-    rows = con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $1", [load_id]).fetchone()[0]
+        rows = _load_utf8_csv(con, contract, column_map, landed, load_id, reader.headers)
+    if rows is None:
+        sql = f"INSERT INTO {table} " + _select_cells(
+            contract, column_map, reader.headers, "batch", quote(ROW_NUMBER), lambda c: c)
+        params = _params(landed, load_id, column_map)
+        for batch in reader.batches():
+            con.register("batch", batch)
+            try:
+                con.execute(sql, params)
+            finally:
+                con.unregister("batch")
+        rows = con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $1", [load_id]).fetchone()[0]
+    reader.close()
     return RawLoad(
         column_map=column_map, encoding=reader.encoding or "", rows_in_raw=rows, source=source,
-        malformed=reader.malformed, headers=reader.headers,
+        source_params={"load_id": load_id}, malformed=reader.malformed,
         unmapped_columns=[h for h in reader.headers if h not in column_map.columns],
     )
 
@@ -180,7 +176,7 @@ def load_parquet(con, schemas: Schemas, landed: LandedFile, load_id: int, archiv
     return RawLoad(
         column_map=column_map, encoding="parquet", rows_in_raw=rows, source=source,
         source_params={**_params(landed, load_id, column_map), "archived_path": str(archived)},
-        headers=list(actual), unmapped_columns=[h for h in actual if h not in column_map.columns],
+        unmapped_columns=[h for h in actual if h not in column_map.columns],
     )
 
 

@@ -221,8 +221,13 @@ def reason_message(code: str, column_map: ColumnMap, **details) -> str:
     )
 
 
+def _bound(sql: str, params: dict) -> dict:
+    """The parameters ``sql`` uses: DuckDB refuses unused ones (a feed without times has no $time_formats)."""
+    return {name: value for name, value in params.items() if re.search(rf"\${name}\b", sql)}
+
+
 def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
-               landed: LandedFile, load_id: int, source: str, source_params: dict) -> StageResult:
+               load_id: int, source: str, source_params: dict) -> StageResult:
     """Stage the rows of one load; quarantine the failures; supersede older versions.
 
     ``source`` is a query yielding the load's raw cells under canonical names plus lineage, with
@@ -230,16 +235,14 @@ def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_ma
     """
     query = staging_query(contract, source)
     params = {**query_parameters(contract, column_map, load_id), **source_params}
-    # DuckDB refuses parameters a query does not use (a feed without times has no $time_formats).
-    used = {name: value for name, value in params.items() if re.search(rf"\${name}\b", query)}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE staging AS {query}", used)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE staging AS {query}", _bound(query, params))
     columns = [name for name, _ in LINEAGE_COLUMNS] + [name for name, _ in staged_columns(contract)]
     column_list = ", ".join(quote(c) for c in columns)
     con.execute(
         f"INSERT INTO {staged_table(contract.feed)} ({column_list}, is_current, is_deleted) "
         f"SELECT {column_list}, true, is_deleted FROM staging WHERE len(reason_codes) = 0"
     )
-    quarantined = _quarantine_failures(con, contract, column_map, source, used)
+    quarantined = _quarantine_failures(con, contract, column_map, source, source_params)
     loaded = con.execute("SELECT count(*) FROM staging WHERE len(reason_codes) = 0").fetchone()[0]
     superseded = _supersede(con, contract, load_id) if contract.versioned else 0
     con.execute("DROP TABLE staging")
@@ -262,7 +265,7 @@ def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, sou
         f"$h_{i}, raw.{quote(name)}" for i, (name, _) in enumerate(headers)) + ")"
     params = {f"h_{i}": header for i, (_, header) in enumerate(headers)}
     params.update(agency=contract.agency, feed=contract.feed)
-    params.update({k: v for k, v in source_params.items() if re.search(rf"\${k}\b", source)})
+    params.update(_bound(source, source_params))
     con.execute(
         f"""
         INSERT INTO quarantine
