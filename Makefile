@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: demo test lint sample bench-ingest clean
+.PHONY: demo test lint sample bench-ingest bench-identity clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	$(BIN)/trace24 ingest --landing data/sample/landing --db $(OUT)/trace24.duckdb
+	$(BIN)/trace24 link --db $(OUT)/trace24.duckdb
+	$(BIN)/trace24 evaluate --db $(OUT)/trace24.duckdb
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,6 +35,9 @@ sample: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+
+bench-identity: $(STAMP)
+	$(BIN)/python benchmarks/identity.py
 
 clean:
 	rm -rf $(OUT) .prefect .pytest_cache

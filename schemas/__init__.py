@@ -20,6 +20,10 @@ FIELD_TYPES = frozenset(
      "decimal", "integer", "enum"}
 )
 AGENCIES = ("hospital", "cdc", "police", "civil")
+# Roles a feed's columns can play in describing the person a row is about, and the field type each
+# role needs; ``address`` may join several columns (district, street, compound, ...).
+PERSON_ROLES = {"id_number": "id_number", "name": "person_name", "phone": "phone", "sex": "enum",
+                "birth_date": "date", "address": "text"}
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -50,6 +54,7 @@ class FeedContract:
     time_order: tuple[tuple[str, str], ...] = ()
     deleted_when: tuple[str, str] | None = None
     versioned: bool = True  # False: records are never corrected, so there is no history to keep
+    person: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> column(s), see PERSON_ROLES
 
     def field(self, name: str) -> FieldSpec:
         return next(f for f in self.fields if f.name == name)
@@ -155,7 +160,33 @@ def _load_contract(path: Path) -> FeedContract:
         feed=feed, agency=data["agency"], description=str(data.get("description", "")),
         fields=tuple(fields), record_key=record_key, identity=columns("identity"),
         time_order=tuple(order), deleted_when=deleted, versioned=bool(data.get("versioned", True)),
+        person=_person_roles(where, data.get("person"), {f.name: f for f in fields}),
     )
+
+
+def _person_roles(where: str, raw: object, fields: dict[str, FieldSpec]) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{where}: 'person' must map roles {sorted(PERSON_ROLES)} to columns")
+    roles: dict[str, tuple[str, ...]] = {}
+    for role, cols in raw.items():
+        if role not in PERSON_ROLES:
+            raise SchemaError(f"{where}: 'person' has unknown role {role!r}; use {sorted(PERSON_ROLES)}")
+        cols = tuple(cols) if isinstance(cols, list) else (cols,)
+        if len(cols) > 1 and role != "address":
+            raise SchemaError(f"{where}: person role {role!r} takes one column, got {list(cols)}")
+        for col in cols:
+            wanted = PERSON_ROLES[role]
+            if col not in fields:
+                raise SchemaError(f"{where}: person role {role!r} names unknown column {col!r}")
+            if fields[col].type != wanted:
+                raise SchemaError(
+                    f"{where}: person role {role!r} needs a {wanted} column, {col!r} is {fields[col].type}")
+        roles[role] = cols
+    if roles and "id_number" not in roles:
+        raise SchemaError(f"{where}: 'person' needs an id_number role")
+    return roles
 
 
 def _load_column_map(path: Path, feeds: dict[str, FeedContract]) -> ColumnMap:

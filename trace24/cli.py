@@ -80,6 +80,66 @@ def print_audit(db: Path, run_id: int) -> None:
 
 
 @app.command()
+def link(
+    db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file written by ingest."),
+    reviewed_pairs: Path = typer.Option(None, "--reviewed-pairs", dir_okay=False,
+                                        help="Analysts' decisions (CSV); default: reviewed_pairs.csv next to DB."),
+    review_csv: Path = typer.Option(None, "--review-csv", dir_okay=False,
+                                    help="Where to write the review queue; default: link_review.csv next to DB."),
+    schemas: Path = typer.Option(None, "--schemas", file_okay=False, help="Another schemas/ folder."),
+) -> None:
+    """Resolve persons across agencies and assign each a community; print the counts."""
+    _prefect_defaults()
+    from schemas import SchemaError
+    from transforms import linkage
+
+    reviewed_pairs = reviewed_pairs or db.with_name("reviewed_pairs.csv")
+    review_csv = review_csv or db.with_name("link_review.csv")
+    try:
+        linkage.load_profile(schemas / "linkage.yaml" if schemas else None)
+        linkage.read_reviewed_pairs(reviewed_pairs)
+    except SchemaError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    from flows.identity import identity_flow
+
+    result = identity_flow(db_path=db, review_csv=review_csv, reviewed_pairs=reviewed_pairs, schemas_dir=schemas,
+                           linkage_profile=schemas / "linkage.yaml" if schemas else None)
+    table = Table(title="identity")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    linked = result["linkage"]
+    for label, value in (
+        ("persons", result["persons"]), ("identity records added", result["records_added"]),
+        ("records linked by ID or passport number", result["exact_links"]),
+        ("records without a valid ID", linked["records"]),
+        ("  linked automatically (probabilistic)", linked["linked_auto"]),
+        ("  linked by an analyst's decision", linked["linked_reviewed"]),
+        ("  persons of their own", linked["new_persons"]),
+        ("pairs waiting for review", linked["review_pairs"]),
+        *((f"community: {method}", count) for method, count in result["communities"].items()),
+    ):
+        table.add_row(label, f"{value:,}")
+    console.print(table)
+    console.print(f"Review queue: {result['review_csv']} (fill 'decision', save as {reviewed_pairs.name})")
+
+
+@app.command()
+def evaluate(
+    db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file after ingest and link."),
+    truth: Path = typer.Option(PROJECT_ROOT / "data" / "sample" / "truth", "--truth", exists=True, file_okay=False,
+                               help="The generator's truth folder."),
+) -> None:
+    """Link precision and recall, and community accuracy, against a generated city's truth."""
+    import duckdb
+
+    from trace24.evaluation import evaluate_identity, format_report
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        console.print(format_report(evaluate_identity(con, truth)))
+
+
+@app.command()
 def sample(
     out: Path = typer.Option(PROJECT_ROOT / "data" / "sample", "--out", help="Where to write landing/ and truth/."),
     residents: int = typer.Option(3000, help="Residents in the register."),

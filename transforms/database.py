@@ -90,6 +90,12 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None):
+    """The single value a query returns; the result is read to its end, so the connection is free again."""
+    rows = con.execute(sql, params or {}).fetchall()
+    return rows[0][0] if rows else None
+
+
 def raw_table(feed: str) -> str:
     return f"raw_{feed}"
 

@@ -1,0 +1,84 @@
+"""The identity flow: staged records → persons, person_records, link_review, person_communities.
+
+Only wiring lives here; the steps are in ``transforms/identity.py``, ``linkage.py`` and
+``community.py``. The whole flow is one transaction: a run that fails half-way leaves the persons
+of the previous run as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from schemas import load_schemas
+from transforms import community, database, identity, linkage
+
+log = logging.getLogger(__name__)
+
+
+@task(cache_policy=NONE)
+def link_exact(con, schemas) -> dict:
+    return {"records_added": identity.add_identity_records(con, schemas), "exact_links": identity.link_exact(con)}
+
+
+@task(cache_policy=NONE)
+def score_pairs(con, profile) -> int:
+    return linkage.score_pairs(con, profile)
+
+
+@task(cache_policy=NONE)
+def resolve_links(con, profile, reviewed) -> linkage.LinkOutcome:
+    return linkage.resolve(con, profile, reviewed)
+
+
+@task(cache_policy=NONE)
+def assign_communities(con) -> dict[str, int]:
+    return community.assign_communities(con)
+
+
+@task(cache_policy=NONE)
+def build_persons(con) -> int:
+    return identity.build_persons(con)
+
+
+@flow(name="identity", log_prints=False)
+def identity_flow(db_path: Path, review_csv: Path, reviewed_pairs: Path | None = None,
+                  schemas_dir: Path | None = None, linkage_profile: Path | None = None) -> dict:
+    """Resolve who every staged record is about and where each person belongs."""
+    logger = get_run_logger()
+    schemas = load_schemas(schemas_dir)
+    profile = linkage.load_profile(linkage_profile)
+    reviewed = linkage.read_reviewed_pairs(reviewed_pairs)  # a bad decisions file stops here
+    con = database.connect(db_path, schemas)
+    try:
+        identity.ensure_tables(con)
+        exact = _in_transaction(con, link_exact, con, schemas)  # new records, linked by ID: one step
+        score_pairs(con, profile)  # reads only; its results are temporary tables
+        outcome, methods, persons = _in_transaction(con, _decide, con, profile, reviewed)
+        review_rows = linkage.export_review(con, review_csv)
+    finally:
+        con.close()
+    logger.info("identity: %d persons; %d records without a valid ID, %d pairs to review", persons,
+                outcome.records, outcome.review_pairs)
+    return {"persons": persons, **exact, "linkage": asdict(outcome), "communities": methods,
+            "review_csv": str(review_csv), "review_rows": review_rows}
+
+
+def _decide(con, profile, reviewed):
+    return resolve_links(con, profile, reviewed), assign_communities(con), build_persons(con)
+
+
+def _in_transaction(con, step, *args):
+    """Run a step so that it commits whole or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = step(*args)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return result

@@ -1,0 +1,107 @@
+"""Identity resolution measured against a generated city's truth (``data/sample/truth/``).
+
+Link quality is pairwise, as record-linkage work reports it: for each record of a group, every
+other record is a pair; a pair is predicted when both records got the same ``person_id`` and true
+when the truth says one person. Precision = true predicted pairs / predicted pairs, recall = true
+predicted pairs / true pairs. Groups: records with a valid ID (or passport) number, records
+without one, and of those the ones that carry more than a name (a name alone identifies nobody:
+such records go to the review queue by design). Community accuracy: for each true person, the
+community of the person_id holding most of their records, against the truth ('' = unassigned);
+people outside the register are split by whether any delivered record gives an address or a hotel
+stay (without one, no rule can place them: they belong on the unassigned list).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+TRUTH_RECORDS_SQL = """
+WITH truth AS (
+    SELECT file, row_number::BIGINT AS source_row_number, person_key AS truth_key
+    FROM read_csv($records, all_varchar = true)
+    WHERE person_key <> ''
+),
+linked AS (
+    SELECT p.feed, p.load_id, p.source_row_number, p.person_id, p.link_method, t.truth_key,
+           r.id_status, r.name, r.phone, r.birth_date, r.id_number
+    FROM person_records AS p
+    JOIN identity_records AS r USING (feed, load_id, source_row_number)
+    JOIN load_audit AS a USING (load_id)
+    JOIN truth AS t ON t.file = a.source_file AND t.source_row_number = p.source_row_number
+),
+grouped AS (
+    SELECT *,
+           CASE WHEN link_method IN ('exact_id', 'exact_document') THEN 'valid_id'
+                WHEN phone IS NULL AND birth_date IS NULL AND id_number IS NULL THEN 'name_only'
+                ELSE 'without_valid_id' END AS record_group,
+           count(*) OVER (PARTITION BY person_id, truth_key) - 1 AS true_predicted,
+           count(*) OVER (PARTITION BY person_id) - 1 AS predicted,
+           count(*) OVER (PARTITION BY truth_key) - 1 AS true_pairs
+    FROM linked
+)
+"""
+
+PAIRWISE_SQL = TRUTH_RECORDS_SQL + """
+SELECT record_group, count(*) AS records, sum(true_predicted) AS tp, sum(predicted) AS pp, sum(true_pairs) AS ap,
+       count(*) FILTER (WHERE link_method IN ('new_person')) AS unlinked
+FROM grouped
+GROUP BY record_group
+ORDER BY record_group
+"""
+
+COMMUNITY_SQL = TRUTH_RECORDS_SQL + """
+, person_of_truth AS (
+    SELECT truth_key, mode(person_id) AS person_id FROM grouped GROUP BY truth_key
+),
+truth_persons AS (
+    SELECT person_key AS truth_key, community_code AS truth_code, district AS truth_district, in_register
+    FROM read_csv($persons, all_varchar = true)
+)
+SELECT CASE WHEN t.in_register = 'true' THEN 'in_register'
+            WHEN p.address_text IS NOT NULL OR list_contains(f.feeds, 'lodging') THEN 'outside_register_with_address'
+            ELSE 'outside_register_no_address' END AS person_group,
+       count(*) AS persons,
+       count(*) FILTER (WHERE coalesce(p.community_code, '') = coalesce(t.truth_code, '')) AS correct,
+       count(*) FILTER (WHERE p.assignment_method = 'unassigned') AS unassigned
+FROM person_of_truth AS o
+JOIN truth_persons AS t USING (truth_key)
+JOIN persons AS p USING (person_id)
+JOIN (SELECT person_id, list(DISTINCT feed) AS feeds FROM person_records GROUP BY person_id) AS f USING (person_id)
+GROUP BY ALL
+ORDER BY 1
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+
+def evaluate_identity(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
+    params = {"records": str(truth_dir / "records.csv")}
+    rows = con.execute(PAIRWISE_SQL, params).fetchall()
+    without = [r for r in rows if r[0] != "valid_id"]
+    if without:  # the groups' pair counts add up
+        rows.append(("all_without_valid_id", *(sum(r[i] for r in without) for i in range(1, 6))))
+    groups = {group: {"records": records, "precision": tp / pp if pp else 1.0, "recall": tp / ap if ap else 1.0,
+                      "persons_of_their_own": unlinked}
+              for group, records, tp, pp, ap, unlinked in rows}
+    community = {}
+    for group, persons, correct, unassigned in con.execute(
+            COMMUNITY_SQL, {**params, "persons": str(truth_dir / "persons.csv")}).fetchall():
+        community[group] = {"persons": persons, "accuracy": correct / persons, "unassigned": unassigned}
+    total = sum(c["persons"] for c in community.values())
+    community["all"] = {"persons": total,
+                        "accuracy": sum(c["accuracy"] * c["persons"] for c in community.values()) / total,
+                        "unassigned": sum(c["unassigned"] for c in community.values())}
+    return {"links": groups, "communities": community}
+
+
+def format_report(report: dict) -> str:
+    lines = ["link quality (pairwise, against truth)",
+             f"{'records':<24}{'count':>8}{'precision':>11}{'recall':>9}{'own person':>12}"]
+    for group, g in report["links"].items():
+        lines.append(f"{group:<24}{g['records']:>8,}{g['precision']:>11.4f}{g['recall']:>9.4f}"
+                     f"{g['persons_of_their_own']:>12,}")
+    lines += ["", "community assignment (against truth)",
+              f"{'persons':<32}{'count':>8}{'accuracy':>11}{'unassigned':>12}"]
+    for group, c in report["communities"].items():
+        lines.append(f"{group:<32}{c['persons']:>8,}{c['accuracy']:>11.4f}{c['unassigned']:>12,}")
+    return "\n".join(lines)

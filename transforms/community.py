@@ -1,0 +1,184 @@
+"""Core stage, community assignment: the community office responsible for every person.
+
+What belongs here: the rules that place a person, strongest first, and the reason written for
+each; the gazetteer they read (the register's compounds, the communities feed). What does not:
+who a person is (``identity.py``, ``linkage.py``) or the lists sent to offices (a later stage).
+
+Rules, in order (``assignment_method``):
+1. ``register``: the person's current row in the residents register.
+2. ``address_code``: a case report's 12-digit address code naming a known community.
+3. ``address_compound``: an address text naming a compound of the register (in its district,
+   when the text names one); several communities with that compound name is no match.
+4. ``address_community``: an address text naming a street and one of that street's communities.
+5. ``lodging``: the community of the hotel of the person's latest stay, found by rules 3-4.
+6. ``unassigned``: the district's unassigned list when a district can be read from the person's
+   addresses or hotel, else the city's; ``assignment_reason`` says why. Nobody is dropped.
+
+Address matching joins on the first two characters of each gazetteer name against every
+two-character window of the text, so it costs text length × matching names, not texts × names.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+GAZETTEER_SQL = """
+CREATE OR REPLACE TEMP TABLE gazetteer AS
+WITH compounds AS (
+    SELECT compound AS place_name, 'compound' AS place_kind, district, street,
+           min(community_code) AS community_code, count(DISTINCT community_code) AS communities
+    FROM staged_residents
+    WHERE is_current AND NOT is_deleted AND compound IS NOT NULL AND community_code IS NOT NULL
+    GROUP BY compound, district, street
+),
+community_names AS (
+    -- A community is named in full (三阳社区) or by its stem, as roads and venues are (三阳路).
+    SELECT name AS place_name, 'community' AS place_kind, district, street, community_code, 1 AS communities
+    FROM staged_communities,
+         unnest([community_name, regexp_replace(community_name, '(社区|村)$', '')]) AS t(name)
+    WHERE is_current AND NOT is_deleted AND length(name) >= 2
+)
+SELECT *, substr(place_name, 1, 2) AS gram FROM compounds
+UNION ALL
+SELECT *, substr(place_name, 1, 2) AS gram FROM community_names
+"""
+
+# Every address text to place, with the person (or hotel) it belongs to.
+MATCH_SQL = """
+CREATE OR REPLACE TEMP TABLE address_matches AS
+WITH texts AS (
+    SELECT DISTINCT subject_id, address FROM address_texts WHERE length(address) >= 2
+),
+grams AS (
+    SELECT subject_id, address, substr(address, i, 2) AS gram
+    FROM texts, range(1, length(address)) AS r(i)
+),
+hits AS (
+    SELECT DISTINCT g.subject_id, g.address, z.place_name, z.place_kind, z.district, z.street,
+           z.community_code, z.communities
+    FROM grams AS g
+    JOIN gazetteer AS z USING (gram)
+    WHERE contains(g.address, z.place_name)
+),
+consistent AS (
+    -- A district or street the text names must be the place's own.
+    SELECT h.*
+    FROM hits AS h
+    WHERE NOT EXISTS (SELECT 1 FROM districts AS d WHERE contains(h.address, d.district) AND d.district <> h.district)
+      AND (h.place_kind = 'compound' OR contains(h.address, h.street))
+),
+per_kind AS (
+    SELECT subject_id, place_kind, count(DISTINCT community_code) AS communities_found,
+           min(community_code) AS community_code, max(communities) AS same_name_elsewhere
+    FROM consistent
+    GROUP BY subject_id, place_kind
+)
+SELECT subject_id,
+       CASE WHEN place_kind = 'compound' THEN 'address_compound' ELSE 'address_community' END AS method,
+       community_code
+FROM per_kind
+WHERE communities_found = 1 AND same_name_elsewhere = 1
+"""
+
+ASSIGN_SQL = """
+CREATE OR REPLACE TABLE person_communities AS
+WITH current_persons AS (
+    SELECT DISTINCT person_id FROM person_records
+),
+register AS (
+    SELECT p.person_id, arg_max(s.community_code, (s.delivery_date, s.load_id, s.source_row_number)) AS community_code
+    FROM person_records AS p
+    JOIN staged_residents AS s USING (load_id, source_row_number)
+    WHERE p.feed = 'residents' AND s.is_current AND NOT s.is_deleted
+    GROUP BY p.person_id
+),
+address_code AS (
+    SELECT p.person_id, arg_max(c.address_code, (c.delivery_date, c.load_id)) AS community_code
+    FROM person_records AS p
+    JOIN staged_case_reports AS c USING (load_id, source_row_number)
+    WHERE p.feed = 'case_reports' AND c.is_current AND c.address_code IN (SELECT community_code FROM communities)
+    GROUP BY p.person_id
+),
+by_address AS (
+    SELECT subject_id AS person_id, method, community_code,
+           row_number() OVER (PARTITION BY subject_id ORDER BY method = 'address_compound' DESC) AS rank
+    FROM address_matches
+    WHERE subject_id NOT LIKE 'hotel:%'
+),
+latest_stay AS (
+    SELECT p.person_id, arg_max(l.hotel_code, (l.checked_in_at, l.load_id, l.source_row_number)) AS hotel_code
+    FROM person_records AS p
+    JOIN staged_lodging AS l USING (load_id, source_row_number)
+    WHERE p.feed = 'lodging' AND l.is_current AND NOT l.is_deleted
+    GROUP BY p.person_id
+),
+hotel_community AS (
+    SELECT substr(subject_id, 7) AS hotel_code, community_code
+    FROM address_matches
+    WHERE subject_id LIKE 'hotel:%'
+    QUALIFY row_number() OVER (PARTITION BY subject_id ORDER BY method = 'address_compound' DESC) = 1
+),
+named_district AS (
+    SELECT a.subject_id AS person_id, min(d.district) AS district
+    FROM address_texts AS a JOIN districts AS d ON contains(a.address, d.district)
+    GROUP BY a.subject_id
+),
+placed AS (
+    SELECT c.person_id,
+           coalesce(r.community_code, ac.community_code, ba.community_code, hc.community_code) AS community_code,
+           CASE WHEN r.community_code IS NOT NULL THEN 'register'
+                WHEN ac.community_code IS NOT NULL THEN 'address_code'
+                WHEN ba.community_code IS NOT NULL THEN ba.method
+                WHEN hc.community_code IS NOT NULL THEN 'lodging'
+                ELSE 'unassigned' END AS assignment_method,
+           s.hotel_code, nd.district AS named_district,
+           (SELECT min(d.district) FROM districts AS d JOIN address_texts AS h
+                ON h.subject_id = 'hotel:' || s.hotel_code AND contains(h.address, d.district)) AS hotel_district
+    FROM current_persons AS c
+    LEFT JOIN register AS r USING (person_id)
+    LEFT JOIN address_code AS ac USING (person_id)
+    LEFT JOIN by_address AS ba ON ba.person_id = c.person_id::VARCHAR AND ba.rank = 1
+    LEFT JOIN latest_stay AS s USING (person_id)
+    LEFT JOIN hotel_community AS hc USING (hotel_code)
+    LEFT JOIN named_district AS nd ON nd.person_id = c.person_id::VARCHAR
+)
+SELECT p.person_id, p.community_code, cm.community_name,
+       coalesce(cm.district, p.named_district, p.hotel_district) AS district,
+       p.assignment_method,
+       CASE WHEN p.assignment_method <> 'unassigned' THEN NULL
+            WHEN p.hotel_code IS NOT NULL THEN 'hotel address matches no community'
+            WHEN p.named_district IS NOT NULL THEN 'address names a district but no compound or community'
+            WHEN EXISTS (SELECT 1 FROM address_texts AS a WHERE a.subject_id = p.person_id::VARCHAR)
+                THEN 'address matches no place in the register'
+            ELSE 'no address, register entry or hotel stay' END AS assignment_reason
+FROM placed AS p
+LEFT JOIN communities AS cm USING (community_code)
+ORDER BY p.person_id
+"""
+
+
+def assign_communities(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Write ``person_communities``: one row per current person; returns persons per method."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE communities AS
+                   SELECT community_code, any_value(community_name) AS community_name, any_value(district) AS district
+                   FROM staged_communities WHERE is_current AND NOT is_deleted GROUP BY community_code""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE districts AS
+                   SELECT DISTINCT district FROM staged_communities WHERE is_current AND district IS NOT NULL""")
+    con.execute(GAZETTEER_SQL)
+    # People outside the register, by the address texts of their records; and every hotel.
+    con.execute("""CREATE OR REPLACE TEMP TABLE address_texts AS
+                   WITH outside AS (
+                       SELECT person_id FROM person_records GROUP BY person_id
+                       HAVING NOT bool_or(feed = 'residents')
+                   )
+                   SELECT DISTINCT p.person_id::VARCHAR AS subject_id, r.address
+                   FROM person_records AS p
+                   JOIN identity_records AS r USING (feed, load_id, source_row_number)
+                   WHERE p.person_id IN (SELECT person_id FROM outside) AND r.address IS NOT NULL
+                   UNION ALL
+                   SELECT DISTINCT 'hotel:' || hotel_code, hotel_address
+                   FROM staged_lodging WHERE is_current AND hotel_address IS NOT NULL""")
+    con.execute(MATCH_SQL)
+    con.execute(ASSIGN_SQL)
+    return dict(con.execute("SELECT assignment_method, count(*) FROM person_communities GROUP BY 1 ORDER BY 1")
+                .fetchall())

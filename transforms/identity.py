@@ -1,0 +1,225 @@
+"""Core stage, identity: which person every staged record is about, with ids that never change.
+
+What belongs here: the identity view of each staged row (``identity_records``, generated from the
+``person`` roles of the contracts), the exact links (a valid or upgraded ID number, or a passport
+number, is the person), the ledger of person keys that keeps every ``person_id`` stable from run to
+run, and the ``persons`` table. What does not: the probabilistic model for records without a valid
+ID (``linkage.py``) and where a person lives (``community.py``).
+
+Cost: identity records and exact links are incremental (only loads not seen before); the
+probabilistic pass re-reads only records without a valid ID, a small share of the whole.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from schemas import FeedContract, Schemas
+from transforms.database import quote, scalar, staged_table
+
+# Link methods, strongest first; the first two never change once written.
+EXACT_METHODS = ("exact_id", "exact_document")
+LINK_METHODS = (*EXACT_METHODS, "reviewed", "probabilistic", "new_person")
+
+IDENTITY_DDL = (
+    """CREATE TABLE IF NOT EXISTS identity_loads (
+        load_id INTEGER NOT NULL,
+        feed VARCHAR NOT NULL,
+        is_exact_linked BOOLEAN NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS identity_records (
+        feed VARCHAR NOT NULL,
+        load_id INTEGER NOT NULL,
+        source_row_number BIGINT NOT NULL,
+        delivery_date DATE NOT NULL,
+        id_number VARCHAR,
+        id_status VARCHAR,
+        person_key VARCHAR,
+        name VARCHAR,
+        phone VARCHAR,
+        birth_date DATE,
+        sex VARCHAR,
+        address VARCHAR
+    )""",
+    """CREATE TABLE IF NOT EXISTS person_keys (
+        person_key VARCHAR NOT NULL,
+        person_id BIGINT NOT NULL,
+        first_delivery_date DATE NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS person_records (
+        feed VARCHAR NOT NULL,
+        load_id INTEGER NOT NULL,
+        source_row_number BIGINT NOT NULL,
+        person_id BIGINT NOT NULL,
+        link_method VARCHAR NOT NULL,
+        match_probability DOUBLE NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS person_merges (
+        person_id BIGINT NOT NULL,
+        merged_into_person_id BIGINT NOT NULL
+    )""",
+)
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in IDENTITY_DDL:
+        con.execute(ddl)
+
+
+def identity_query(contract: FeedContract) -> str:
+    """One staged feed as identity records: the person's ID, name, mobile, birth date, sex, address.
+
+    Birth date and sex come from the feed's own columns when it has them, else from the ID number;
+    an ID whose check character fails still carries a birth date worth comparing (a typo usually
+    sits elsewhere), so it is read when it parses as a date.
+    """
+    roles = contract.person
+    ident = quote(roles["id_number"][0])
+
+    def role(name: str) -> str:
+        return quote(roles[name][0]) if name in roles else "NULL"
+
+    phone = roles.get("phone", (None,))[0]
+    phone_sql = f"CASE WHEN {quote(phone + '_kind')} = 'mobile' THEN {quote(phone)} END" if phone else "NULL"
+    body_date = (f"CASE WHEN {quote(roles['id_number'][0] + '_status')} = 'invalid_checksum' "
+                 f"THEN try_strptime(substr({ident}, 7, 8), '%Y%m%d')::DATE END")
+    body_sex = (f"CASE WHEN {quote(roles['id_number'][0] + '_status')} = 'invalid_checksum' AND "
+                f"regexp_full_match(substr({ident}, 17, 1), '[0-9]') "
+                f"THEN CASE WHEN substr({ident}, 17, 1)::INTEGER % 2 = 1 THEN '男' ELSE '女' END END")
+    address = ("nullif(concat_ws('', " + ", ".join(quote(c) for c in roles["address"]) + "), '')"
+               if "address" in roles else "NULL")
+    status = quote(roles["id_number"][0] + "_status")
+    return f"""
+        WITH staged AS (
+            SELECT * FROM {staged_table(contract.feed)} WHERE load_id IN (SELECT load_id FROM new_identity_loads)
+        )
+        SELECT
+            '{contract.feed}' AS feed, load_id, source_row_number, delivery_date,
+            {ident} AS id_number,
+            {status} AS id_status,
+            CASE WHEN {status} IN ('valid', 'upgraded_15') THEN 'id:' || {ident}
+                 WHEN {status} = 'passport' THEN 'passport:' || {ident} END AS person_key,
+            {role('name')} AS name,
+            {phone_sql} AS phone,
+            coalesce({role('birth_date')}, {quote(roles['id_number'][0] + '_birth_date')}, {body_date}) AS birth_date,
+            coalesce({role('sex')}, {quote(roles['id_number'][0] + '_sex')}, {body_sex}) AS sex,
+            {address} AS address
+        FROM staged"""
+
+
+def add_identity_records(con: duckdb.DuckDBPyConnection, schemas: Schemas) -> int:
+    """Identity records of every staged load not seen before; returns how many were added."""
+    ensure_tables(con)
+    added = 0
+    for contract in schemas.feeds.values():
+        if not contract.person:
+            continue
+        con.execute("""CREATE OR REPLACE TEMP TABLE new_identity_loads AS
+                       SELECT load_id FROM load_audit WHERE feed = $feed AND file_status = 'loaded'
+                       EXCEPT SELECT load_id FROM identity_loads WHERE feed = $feed""", {"feed": contract.feed})
+        before = scalar(con, "SELECT count(*) FROM identity_records")
+        con.execute(f"INSERT INTO identity_records {identity_query(contract)}")
+        added += scalar(con, "SELECT count(*) FROM identity_records") - before
+        con.execute("INSERT INTO identity_loads SELECT load_id, $feed, false FROM new_identity_loads",
+                    {"feed": contract.feed})
+    return added
+
+
+def link_exact(con: duckdb.DuckDBPyConnection) -> int:
+    """Give every new ID or passport number a person_id, and link its records to it.
+
+    New keys are numbered after the highest id so far, in order of first delivery, then key: ids are
+    never reused or renumbered, and the same deliveries always give the same numbers.
+    """
+    con.execute("""
+        INSERT INTO person_keys
+        WITH new_keys AS (
+            SELECT person_key, min(delivery_date) AS first_delivery_date
+            FROM identity_records
+            WHERE person_key IS NOT NULL
+              AND person_key NOT IN (SELECT person_key FROM person_keys)
+            GROUP BY person_key
+        ),
+        start AS (SELECT coalesce(max(person_id), 0) AS last_id FROM person_keys)
+        SELECT person_key, last_id + row_number() OVER (ORDER BY first_delivery_date, person_key), first_delivery_date
+        FROM new_keys, start""")
+    before = scalar(con, "SELECT count(*) FROM person_records")
+    con.execute("""
+        INSERT INTO person_records
+        WITH unlinked AS (
+            SELECT r.feed, r.load_id, r.source_row_number, r.person_key, r.id_status
+            FROM identity_records AS r
+            WHERE r.person_key IS NOT NULL
+              AND r.load_id IN (SELECT load_id FROM identity_loads WHERE NOT is_exact_linked)
+        )
+        SELECT u.feed, u.load_id, u.source_row_number, k.person_id,
+               CASE WHEN u.id_status = 'passport' THEN 'exact_document' ELSE 'exact_id' END, 1.0
+        FROM unlinked AS u
+        JOIN person_keys AS k USING (person_key)""")
+    con.execute("UPDATE identity_loads SET is_exact_linked = true WHERE NOT is_exact_linked")
+    return scalar(con, "SELECT count(*) FROM person_records") - before
+
+
+PERSONS_SQL = """
+CREATE OR REPLACE TABLE persons AS
+WITH linked AS (
+    SELECT p.person_id, p.link_method, r.*
+    FROM person_records AS p
+    JOIN identity_records AS r USING (feed, load_id, source_row_number)
+),
+seen AS (
+    SELECT person_id,
+           min(id_number) FILTER (WHERE link_method IN ('exact_id', 'exact_document')) AS id_number,
+           bool_or(link_method = 'exact_document') AS has_passport,
+           mode(name) AS name, mode(sex) AS sex, mode(birth_date) AS birth_date, mode(phone) AS phone,
+           mode(address) AS address,
+           count(*) AS record_count,
+           min(delivery_date) AS first_delivery_date, max(delivery_date) AS last_delivery_date,
+           list_sort(list_distinct(list(link_method))) AS link_methods
+    FROM linked
+    GROUP BY person_id
+),
+register AS (
+    -- The register's own values win: it is the civil-affairs record of the person.
+    SELECT p.person_id,
+           arg_max(struct_pack(name := s.name, sex := s.sex, birth_date := s.birth_date, phone := s.phone,
+                               grid := s.grid, compound := s.compound, building := s.building, unit := s.unit,
+                               room := s.room, household_id := s.household_id),
+                   (s.delivery_date, s.load_id, s.source_row_number)) AS entry
+    FROM person_records AS p
+    JOIN staged_residents AS s USING (load_id, source_row_number)
+    WHERE p.feed = 'residents' AND s.is_current AND NOT s.is_deleted
+    GROUP BY p.person_id
+)
+SELECT s.person_id,
+       s.id_number,
+       CASE WHEN s.has_passport THEN 'passport' WHEN s.id_number IS NOT NULL THEN 'id_card' END AS id_type,
+       coalesce(r.entry.name, s.name) AS name,
+       coalesce(r.entry.sex, s.sex) AS sex,
+       coalesce(r.entry.birth_date, s.birth_date) AS birth_date,
+       coalesce(r.entry.phone, s.phone) AS phone,
+       r.person_id IS NOT NULL AS is_in_register,
+       c.community_code, c.community_name, c.district,
+       r.entry.grid AS grid, r.entry.compound AS compound, r.entry.building AS building, r.entry.unit AS unit,
+       r.entry.room AS room, r.entry.household_id AS household_id,
+       s.address AS address_text,
+       c.assignment_method, c.assignment_reason,
+       s.record_count, s.link_methods, s.first_delivery_date, s.last_delivery_date,
+       NULL::BIGINT AS merged_into_person_id
+FROM seen AS s
+LEFT JOIN register AS r USING (person_id)
+LEFT JOIN person_communities AS c USING (person_id)
+UNION ALL
+-- Ids that were merged into another person stay, pointing at it: no id a list ever showed disappears.
+SELECT m.person_id, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, 0, [], NULL, NULL, m.merged_into_person_id
+FROM person_merges AS m
+WHERE m.person_id NOT IN (SELECT person_id FROM person_records)
+ORDER BY person_id
+"""
+
+
+def build_persons(con: duckdb.DuckDBPyConnection) -> int:
+    """Write ``persons``: one row per person (community from ``person_communities``); returns the count."""
+    con.execute(PERSONS_SQL)
+    return scalar(con, "SELECT count(*) FROM persons WHERE merged_into_person_id IS NULL")

@@ -1,0 +1,377 @@
+"""Core stage, probabilistic linkage: records without a valid ID number → a person, scored by Splink.
+
+What belongs here: the linkage profile (``schemas/linkage.yaml``), the Splink model on DuckDB
+(trained on the data each run: u from random pairs, m from records sharing a valid ID number), the
+scoring of every record without a valid ID against the persons known by ID and against each other,
+the review queue and the analysts' decisions. What does not: exact links and the person-key ledger
+(``identity.py``).
+
+Records are scored as *signatures*: the distinct combinations of ID text, name, phone, birth date,
+sex and address. Forty scans by one phone without an ID number are one signature, and a signature's
+id is a hash of its values, so an analyst's decision about it holds on every later run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import networkx as nx
+import yaml
+
+from schemas import SCHEMAS_DIR, SchemaError
+from transforms.database import scalar
+
+log = logging.getLogger(__name__)
+
+REVIEW_DECISIONS = ("match", "no_match")
+REVIEWED_PAIRS_HEADER = ("signature_id", "person_id", "decision", "reviewer", "note")
+
+
+@dataclass(frozen=True)
+class LinkageProfile:
+    auto_link: float
+    review: float
+    blocking_rules: tuple[str, ...]
+    u_max_pairs: float
+    seed: int
+    m_priors: dict[str, dict[str, float]]
+
+
+def load_profile(path: Path | None = None) -> LinkageProfile:
+    """Read ``schemas/linkage.yaml``; a broken profile raises ``SchemaError`` naming what to fix."""
+    path = Path(path) if path is not None else SCHEMAS_DIR / "linkage.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        thresholds, training = data["thresholds"], data["training"]
+        profile = LinkageProfile(
+            auto_link=float(thresholds["auto_link"]), review=float(thresholds["review"]),
+            blocking_rules=tuple(str(r) for r in data["blocking_rules"]),
+            u_max_pairs=float(training["u_max_pairs"]), seed=int(training["seed"]),
+            m_priors={k: {lk: float(lv) for lk, lv in v.items()} for k, v in data["m_priors"].items()},
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise SchemaError(f"{path}: broken linkage profile: {exc!r}") from exc
+    if not 0 < profile.review < profile.auto_link <= 1:
+        raise SchemaError(f"{path}: thresholds need 0 < review < auto_link <= 1")
+    return profile
+
+
+# Profiles: one row per person known by ID and per name/phone variant it was seen with, gaps filled
+# from the person's other records. Signatures: the distinct identities of records without a valid ID.
+LINK_INPUT_SQL = """
+CREATE OR REPLACE TEMP TABLE link_input AS
+WITH exact_records AS (
+    SELECT p.person_id, r.name, r.phone, r.id_number, r.birth_date, r.sex, r.address
+    FROM person_records AS p
+    JOIN identity_records AS r USING (feed, load_id, source_row_number)
+    WHERE p.link_method IN ('exact_id', 'exact_document')
+),
+person_values AS (
+    SELECT person_id, mode(name) AS name, mode(phone) AS phone, min(id_number) AS id_number,
+           mode(birth_date) AS birth_date, mode(sex) AS sex, mode(address) AS address
+    FROM exact_records
+    GROUP BY person_id
+),
+variants AS (
+    -- The person's usual name and phone, plus any other phone it was seen with: one row per person
+    -- unless it has several phones, so random pairs of rows are pairs of different people.
+    SELECT person_id, name, phone FROM person_values
+    UNION
+    SELECT DISTINCT e.person_id, coalesce(e.name, v.name), e.phone
+    FROM exact_records AS e
+    JOIN person_values AS v USING (person_id)
+    WHERE e.phone IS NOT NULL AND e.phone <> v.phone
+),
+profiles AS (
+    SELECT 'p' || lpad(person_id::VARCHAR, 12, '0') || '-'
+               || row_number() OVER (PARTITION BY person_id ORDER BY x.name NULLS FIRST, x.phone NULLS FIRST)
+               AS unique_id,
+           person_id AS label, true AS is_profile,
+           v.id_number, x.name, x.phone, v.birth_date, v.sex, v.address
+    FROM variants AS x
+    JOIN person_values AS v USING (person_id)
+),
+signatures AS (
+    SELECT DISTINCT signature_id AS unique_id, NULL::BIGINT AS label, false AS is_profile,
+           id_number, name, phone, birth_date, sex, address
+    FROM unidentified_records
+)
+SELECT * FROM profiles
+UNION ALL
+SELECT * FROM signatures
+"""
+
+UNIDENTIFIED_SQL = """
+CREATE OR REPLACE TEMP TABLE unidentified_records AS
+SELECT feed, load_id, source_row_number, delivery_date,
+       's' || left(md5(concat_ws('|', coalesce(id_number, ''), coalesce(name, ''), coalesce(phone, ''),
+                                 coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''), coalesce(address, ''))), 20)
+           AS signature_id,
+       id_number, name, phone, birth_date, sex, address
+FROM identity_records
+WHERE person_key IS NULL
+"""
+
+
+def _comparisons(priors: dict[str, dict[str, float]]) -> list:
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    def levels(column: str, *named: tuple[str, object]) -> cl.CustomComparison:
+        prior = priors[column]
+        built = [cll.NullLevel(column)]
+        built += [level.configure(m_probability=prior[name]) for name, level in named]
+        built.append(cll.ElseLevel().configure(m_probability=prior["else"]))
+        return cl.CustomComparison(output_column_name=column, comparison_levels=built)
+
+    def exact(column: str, tf: bool = False):
+        return "exact", cll.ExactMatchLevel(column, term_frequency_adjustments=tf)
+
+    return [
+        levels("name", exact("name", tf=True)),
+        # No frequency adjustment for phones: a mobile number belongs to one person, and the
+        # frequency of a value seen twice (the person and this record) would halve that evidence.
+        levels("phone", exact("phone")),
+        levels("id_number", ("one_char", cll.LevenshteinLevel("id_number", 1)),
+               ("two_chars", cll.LevenshteinLevel("id_number", 2))),
+        levels("birth_date", exact("birth_date")),
+        levels("sex", exact("sex")),
+        levels("address", exact("address"), ("similar", cll.JaroWinklerLevel("address", 0.88))),
+    ]
+
+
+def score_pairs(con: duckdb.DuckDBPyConnection, profile: LinkageProfile) -> int:
+    """Train the model on this data and score candidate pairs into the temp table ``link_scores``.
+
+    Returns the number of scored pairs at or above the review threshold. Pairs of two persons known
+    by ID are never formed: each blocking rule requires a record without a valid ID on one side.
+    """
+    from splink import DuckDBAPI, Linker, SettingsCreator  # imported here: a heavy import only this step needs
+    from splink.blocking_rule_library import CustomRule
+
+    con.execute(UNIDENTIFIED_SQL)
+    con.execute(LINK_INPUT_SQL)
+    con.execute("""CREATE OR REPLACE TEMP TABLE link_scores (unique_id_l VARCHAR, unique_id_r VARCHAR,
+                   match_probability DOUBLE, match_weight DOUBLE)""")
+    signatures = scalar(con, "SELECT count(*) FROM link_input WHERE NOT is_profile")
+    persons = scalar(con, "SELECT count(DISTINCT label) FROM link_input WHERE is_profile")
+    if not signatures or not persons:
+        return 0
+    one_side_unidentified = "(NOT l.is_profile OR NOT r.is_profile)"
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        # A record without an ID is someone among the persons: one chance in that many per pair.
+        probability_two_random_records_match=1.0 / (persons + signatures),
+        comparisons=_comparisons(profile.m_priors),
+        blocking_rules_to_generate_predictions=[
+            CustomRule(f"({rule}) AND {one_side_unidentified}") for rule in profile.blocking_rules
+        ],
+        additional_columns_to_retain=["is_profile", "label"],
+    )
+    # Splink works in a scratch in-memory database: its many working tables never reach the store,
+    # and it runs outside the store's transaction (it recovers from its own failed statements).
+    scratch = duckdb.connect(config={"memory_limit": scalar(con, "SELECT current_setting('memory_limit')")})
+    try:
+        scratch.register("link_input_arrow", con.table("link_input").to_arrow_table())
+        scratch.execute("CREATE TABLE link_input AS SELECT * FROM link_input_arrow")
+        scratch.unregister("link_input_arrow")
+        linker = Linker(DuckDBAPI(connection=scratch).register("link_input"), settings, log_level=logging.WARNING)
+        linker.training.estimate_u_using_random_sampling(max_pairs=profile.u_max_pairs, seed=profile.seed)
+        if scalar(scratch, "SELECT count(*) - count(DISTINCT label) FROM link_input WHERE is_profile"):
+            linker.training.estimate_m_from_label_column("label")
+        predictions = linker.inference.predict(threshold_match_probability=profile.review, warning_mode="never")
+        scores = scratch.sql(f"""SELECT unique_id_l, unique_id_r, match_probability, match_weight
+                                 FROM {predictions.physical_name}""").to_arrow_table()
+    finally:
+        scratch.close()
+    con.register("link_scores_arrow", scores)
+    con.execute("INSERT INTO link_scores SELECT * FROM link_scores_arrow")
+    con.unregister("link_scores_arrow")
+    return scalar(con, "SELECT count(*) FROM link_scores")
+
+
+def read_reviewed_pairs(path: Path | None) -> list[tuple[str, int, str]]:
+    """The analysts' decisions: (signature_id, person_id, decision). A bad line stops the run, named."""
+    if path is None or not Path(path).exists():
+        return []
+    decisions = []
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            decision = (row.get("decision") or "").strip()
+            try:
+                person_id = int((row.get("person_id") or "").strip())
+            except ValueError:
+                raise SchemaError(f"{path}:{number}: person_id must be a whole number") from None
+            if decision not in REVIEW_DECISIONS:
+                raise SchemaError(f"{path}:{number}: decision must be one of {REVIEW_DECISIONS}, got {decision!r}")
+            decisions.append(((row.get("signature_id") or "").strip(), person_id, decision))
+    return decisions
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    records: int
+    signatures: int
+    linked_auto: int
+    linked_reviewed: int
+    new_persons: int
+    review_pairs: int
+
+
+def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: list[tuple[str, int, str]]
+            ) -> LinkOutcome:
+    """Decide every signature's person from the scores and the analysts' decisions; write the links.
+
+    A signature takes, in order: the person an analyst matched it to; the person it scores highest
+    with at or above auto_link; the person of a signature it links to automatically; else a person
+    of its own, whose id stays the same on every run (ledger key ``sig:<signature_id>``).
+    """
+    profile_person = dict(con.execute("SELECT unique_id, label FROM link_input WHERE is_profile").fetchall())
+    signatures = [row[0] for row in con.execute(
+        "SELECT signature_id FROM unidentified_records GROUP BY 1 ORDER BY min(delivery_date), 1").fetchall()]
+    rejected = {(s, p) for s, p, d in reviewed if d == "no_match"}
+    matched = {s: p for s, p, d in sorted(reviewed) if d == "match"}
+
+    strong: dict[str, dict[int, float]] = {}  # signature -> persons at or above auto_link
+    candidates: list[tuple[str, int, float]] = []  # review band, person side
+    graph = nx.Graph()
+    graph.add_nodes_from(signatures)
+    for left, right, probability in con.execute(
+            "SELECT unique_id_l, unique_id_r, match_probability FROM link_scores ORDER BY 1, 2").fetchall():
+        signature, other = sorted((left, right), key=lambda u: u in profile_person)  # signature first
+        if other in profile_person:
+            person = profile_person[other]
+            if (signature, person) in rejected:
+                continue
+            if probability >= profile.auto_link:
+                held = strong.setdefault(signature, {})
+                held[person] = max(held.get(person, 0.0), probability)
+            else:
+                candidates.append((signature, person, probability))
+        elif probability >= profile.auto_link:
+            graph.add_edge(signature, other, probability=probability)
+    best: dict[str, tuple[float, int]] = {}
+    for signature, persons in strong.items():
+        if len(persons) == 1:
+            best[signature] = next((p, person) for person, p in persons.items())
+        else:  # two people fit as well (a phone shared in a family): an analyst decides
+            candidates += [(signature, person, p) for person, p in persons.items()]
+
+    assigned: dict[str, tuple[int, str, float]] = {}
+    for signature, person in matched.items():
+        assigned[signature] = (person, "reviewed", 1.0)
+    for signature, (probability, person) in best.items():
+        assigned.setdefault(signature, (person, "probabilistic", probability))
+    loose: list[list[str]] = []
+    for component in sorted((sorted(c) for c in nx.connected_components(graph)), key=lambda c: c[0]):
+        known = sorted((assigned[s] for s in component if s in assigned), key=lambda a: (-a[2], a[0]))
+        for signature in component:
+            if signature in assigned:
+                continue
+            if known:
+                edge = max((graph.edges[signature, n]["probability"] for n in graph.neighbors(signature)), default=0.0)
+                assigned[signature] = (known[0][0], "probabilistic", edge)
+        if not known:
+            loose.append(component)
+    new_persons = _persons_of_their_own(con, loose, assigned, candidates)
+    _record_merges(con, assigned)
+
+    con.execute("CREATE OR REPLACE TEMP TABLE signature_links (signature_id VARCHAR, person_id BIGINT, "
+                "link_method VARCHAR, match_probability DOUBLE)")
+    con.executemany("INSERT INTO signature_links VALUES (?, ?, ?, ?)",
+                    [(s, p, m, round(pr, 6)) for s, (p, m, pr) in sorted(assigned.items())])
+    con.execute("DELETE FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document')")
+    con.execute("""INSERT INTO person_records
+                   SELECT u.feed, u.load_id, u.source_row_number, s.person_id, s.link_method, s.match_probability
+                   FROM unidentified_records AS u JOIN signature_links AS s USING (signature_id)""")
+    review_pairs = _write_review(con, candidates, assigned)
+    methods = [m for _, m, _ in assigned.values()]
+    return LinkOutcome(
+        records=scalar(con, "SELECT count(*) FROM unidentified_records"), signatures=len(signatures),
+        linked_auto=methods.count("probabilistic"), linked_reviewed=methods.count("reviewed"),
+        new_persons=new_persons, review_pairs=review_pairs,
+    )
+
+
+def _persons_of_their_own(con, loose: list[list[str]], assigned: dict, candidates: list) -> int:
+    """Signatures linked to nobody known by ID: one person per group, reusing the id a member had."""
+    best_candidate: dict[str, float] = {}
+    for signature, _, probability in candidates:
+        best_candidate[signature] = max(best_candidate.get(signature, 0.0), probability)
+    keys = dict(con.execute("SELECT person_key, person_id FROM person_keys WHERE person_key LIKE 'sig:%'").fetchall())
+    next_id = (scalar(con, "SELECT max(person_id) FROM person_keys") or 0) + 1
+    created = 0
+    ledger = []
+    for component in loose:
+        existing = sorted({keys[f"sig:{s}"] for s in component if f"sig:{s}" in keys})
+        if existing:
+            person = existing[0]
+            for other in existing[1:]:
+                con.execute("INSERT INTO person_merges SELECT $a, $b WHERE NOT EXISTS "
+                            "(SELECT 1 FROM person_merges WHERE person_id = $a)", {"a": other, "b": person})
+        else:
+            person, next_id, created = next_id, next_id + 1, created + 1
+        for signature in component:
+            assigned[signature] = (person, "new_person", best_candidate.get(signature, 0.0))
+            if f"sig:{signature}" not in keys:
+                ledger.append((f"sig:{signature}", person))
+    if ledger:
+        con.executemany("""INSERT INTO person_keys
+                           SELECT $1, $2, min(delivery_date) FROM unidentified_records WHERE signature_id = $3""",
+                        [(key, person, key[4:]) for key, person in ledger])
+    return created
+
+
+def _record_merges(con, assigned: dict) -> None:
+    """A signature that had a person of its own and now links to a known person: keep the old id, merged."""
+    rows = con.execute("SELECT person_key, person_id FROM person_keys WHERE person_key LIKE 'sig:%'").fetchall()
+    merges = sorted({(old, assigned[key[4:]][0]) for key, old in rows
+                     if key[4:] in assigned and assigned[key[4:]][0] != old})
+    for old, new in merges:
+        con.execute("INSERT INTO person_merges SELECT $a, $b WHERE NOT EXISTS "
+                    "(SELECT 1 FROM person_merges WHERE person_id = $a)", {"a": old, "b": new})
+
+
+def _write_review(con, candidates: list, assigned: dict) -> int:
+    """Pairs between the thresholds, for signatures not linked to a known person; the analysts' queue."""
+    rows = sorted({(s, p, round(pr, 6)) for s, p, pr in candidates if assigned[s][1] == "new_person"})
+    con.execute("""CREATE OR REPLACE TABLE link_review (
+                       signature_id VARCHAR NOT NULL, person_id BIGINT NOT NULL, match_probability DOUBLE NOT NULL)""")
+    con.executemany("INSERT INTO link_review VALUES (?, ?, ?)", rows)
+    return len(rows)
+
+
+REVIEW_EXPORT_SQL = """
+WITH records AS (
+    SELECT signature_id, any_value(id_number) AS id_number, any_value(name) AS name, any_value(phone) AS phone,
+           any_value(birth_date) AS birth_date, any_value(sex) AS sex, any_value(address) AS address,
+           count(*) AS records, string_agg(DISTINCT feed, ';' ORDER BY feed) AS feeds
+    FROM unidentified_records
+    GROUP BY signature_id
+)
+SELECT v.signature_id, v.person_id, round(v.match_probability, 4), '' AS decision, '' AS reviewer, '' AS note,
+       r.records, r.feeds, r.id_number, r.name, r.phone, r.birth_date, r.sex, r.address,
+       p.id_number, p.name, p.phone, p.birth_date, p.sex, p.community_name, p.address_text
+FROM link_review AS v
+JOIN records AS r USING (signature_id)
+LEFT JOIN persons AS p ON p.person_id = v.person_id
+ORDER BY v.signature_id, v.match_probability DESC, v.person_id
+"""
+REVIEW_EXPORT_HEADER = (
+    *REVIEWED_PAIRS_HEADER[:2], "match_probability", *REVIEWED_PAIRS_HEADER[2:], "records", "feeds",
+    "record_id_number", "record_name", "record_phone", "record_birth_date", "record_sex", "record_address",
+    "person_id_number", "person_name", "person_phone", "person_birth_date", "person_sex", "person_community",
+    "person_address",
+)
+
+
+def export_review(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """The review queue as CSV for analysts: fill ``decision`` (match / no_match), save as the reviewed-pairs file."""
+    from transforms.csv_out import write_csv
+
+    return write_csv(path, REVIEW_EXPORT_HEADER, con.execute(REVIEW_EXPORT_SQL).fetchall())
