@@ -93,3 +93,25 @@ def sql():
 
 
 DAY = dt.date(2020, 2, 10)
+
+
+def link_store(db_path: Path, review_csv: Path | None = None, reviewed_pairs: Path | None = None) -> dict:
+    """The identity flow's steps without the Prefect engine (the flow itself is tested separately)."""
+    from transforms import community, identity, linkage
+
+    schemas = load_schemas()
+    profile = linkage.load_profile()
+    con = database.connect(db_path, schemas)
+    try:
+        identity.ensure_tables(con)
+        identity.add_identity_records(con, schemas)
+        identity.link_exact(con)
+        linkage.score_pairs(con, profile)
+        outcome = linkage.resolve(con, profile, linkage.read_reviewed_pairs(reviewed_pairs))
+        community.assign_communities(con)
+        identity.build_persons(con)
+        if review_csv is not None:
+            linkage.export_review(con, review_csv)
+        return {"linkage": outcome}
+    finally:
+        con.close()

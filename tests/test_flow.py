@@ -58,3 +58,45 @@ def test_cli_stops_on_a_broken_configuration(day1, db_path, tmp_path):
     assert result.exit_code == 2
     assert "Configuration error" in result.output and "lab_results.yaml" in result.output
     assert not db_path.exists()
+
+
+def test_link_cli_resolves_persons_and_writes_the_review_queue(prefect_engine, day1, db_path):
+    from trace24.cli import app
+
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [
+        lab_row("S1"), lab_row("S2", id_number=""), lab_row("S3", name="李娜", id_number="440524188001010014",
+                                                            phone="13900139000")])
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "--landing", str(day1.parent), "--db", str(db_path),
+                               "--no-validate"]).exit_code == 0
+    result = runner.invoke(app, ["link", "--db", str(db_path)])
+    assert result.exit_code == 0, result.output
+    assert "persons" in result.output and (db_path.parent / "link_review.csv").is_file()
+    # Wiring only: three records, each linked once; accuracy needs a city (tests/test_identity.py).
+    links = query(db_path, "SELECT source_row_number, link_method FROM person_records ORDER BY 1")
+    assert [row for row, _ in links] == [1, 2, 3]
+    assert links[0][1] == links[2][1] == "exact_id"
+    assert query(db_path, "SELECT count(*) FROM persons WHERE assignment_method = 'unassigned'")[0][0] >= 2
+
+
+def test_identity_flow_failing_half_way_leaves_the_previous_persons(prefect_engine, day1, db_path, monkeypatch):
+    from flows.identity import identity_flow
+    from transforms import community
+
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    from tests.conftest import ingest_landing
+
+    ingest_landing(day1.parent, db_path)
+    identity_flow(db_path=db_path, review_csv=db_path.parent / "review.csv")
+    before = query(db_path, "SELECT * FROM persons ORDER BY person_id")
+    write_csv(day1.parent / "2020-02-11" / "cdc" / "lab_results.csv", LAB_HEADER,
+              [lab_row("S2", name="李娜", id_number="440524188001010014", phone="13900139000")])
+    ingest_landing(day1.parent, db_path)
+
+    def broken(con):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(community, "assign_communities", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        identity_flow(db_path=db_path, review_csv=db_path.parent / "review.csv")
+    assert query(db_path, "SELECT * FROM persons ORDER BY person_id") == before

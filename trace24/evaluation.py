@@ -3,8 +3,8 @@
 Link quality is pairwise, as record-linkage work reports it: for each record of a group, every
 other record is a pair; a pair is predicted when both records got the same ``person_id`` and true
 when the truth says one person. Precision = true predicted pairs / predicted pairs, recall = true
-predicted pairs / true pairs. Groups: records with a valid ID (or passport) number, records
-without one, and of those the ones that carry more than a name (a name alone identifies nobody:
+predicted pairs / true pairs. Groups: records with a valid ID (or passport) number (paired
+with each other only), records without one (paired with every record), and of those the ones that carry more than a name (a name alone identifies nobody:
 such records go to the review queue by design). Community accuracy: for each true person, the
 community of the person_id holding most of their records, against the truth ('' = unassigned);
 people outside the register are split by whether any delivered record gives an address or a hotel
@@ -31,15 +31,24 @@ linked AS (
     JOIN load_audit AS a USING (load_id)
     JOIN truth AS t ON t.file = a.source_file AND t.source_row_number = p.source_row_number
 ),
-grouped AS (
+classified AS (
     SELECT *,
+           link_method IN ('exact_id', 'exact_document') AS is_exact,
            CASE WHEN link_method IN ('exact_id', 'exact_document') THEN 'valid_id'
                 WHEN phone IS NULL AND birth_date IS NULL AND id_number IS NULL THEN 'name_only'
-                ELSE 'without_valid_id' END AS record_group,
-           count(*) OVER (PARTITION BY person_id, truth_key) - 1 AS true_predicted,
-           count(*) OVER (PARTITION BY person_id) - 1 AS predicted,
-           count(*) OVER (PARTITION BY truth_key) - 1 AS true_pairs
+                ELSE 'without_valid_id' END AS record_group
     FROM linked
+),
+grouped AS (
+    -- A record with a valid ID is paired with the other valid-ID records only: their links are exact.
+    SELECT *,
+           CASE WHEN is_exact THEN count(*) FILTER (WHERE is_exact) OVER (PARTITION BY person_id, truth_key)
+                ELSE count(*) OVER (PARTITION BY person_id, truth_key) END - 1 AS true_predicted,
+           CASE WHEN is_exact THEN count(*) FILTER (WHERE is_exact) OVER (PARTITION BY person_id)
+                ELSE count(*) OVER (PARTITION BY person_id) END - 1 AS predicted,
+           CASE WHEN is_exact THEN count(*) FILTER (WHERE is_exact) OVER (PARTITION BY truth_key)
+                ELSE count(*) OVER (PARTITION BY truth_key) END - 1 AS true_pairs
+    FROM classified
 )
 """
 

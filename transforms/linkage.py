@@ -283,8 +283,8 @@ def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: l
 
     con.execute("CREATE OR REPLACE TEMP TABLE signature_links (signature_id VARCHAR, person_id BIGINT, "
                 "link_method VARCHAR, match_probability DOUBLE)")
-    con.executemany("INSERT INTO signature_links VALUES (?, ?, ?, ?)",
-                    [(s, p, m, round(pr, 6)) for s, (p, m, pr) in sorted(assigned.items())])
+    _insert(con, "INSERT INTO signature_links VALUES (?, ?, ?, ?)",
+            [(s, p, m, round(pr, 6)) for s, (p, m, pr) in sorted(assigned.items())])
     con.execute("DELETE FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document')")
     con.execute("""INSERT INTO person_records
                    SELECT u.feed, u.load_id, u.source_row_number, s.person_id, s.link_method, s.match_probability
@@ -321,7 +321,7 @@ def _persons_of_their_own(con, loose: list[list[str]], assigned: dict, candidate
             if f"sig:{signature}" not in keys:
                 ledger.append((f"sig:{signature}", person))
     if ledger:
-        con.executemany("""INSERT INTO person_keys
+        _insert(con, """INSERT INTO person_keys
                            SELECT $1, $2, min(delivery_date) FROM unidentified_records WHERE signature_id = $3""",
                         [(key, person, key[4:]) for key, person in ledger])
     return created
@@ -342,8 +342,14 @@ def _write_review(con, candidates: list, assigned: dict) -> int:
     rows = sorted({(s, p, round(pr, 6)) for s, p, pr in candidates if assigned[s][1] == "new_person"})
     con.execute("""CREATE OR REPLACE TABLE link_review (
                        signature_id VARCHAR NOT NULL, person_id BIGINT NOT NULL, match_probability DOUBLE NOT NULL)""")
-    con.executemany("INSERT INTO link_review VALUES (?, ?, ?)", rows)
+    _insert(con, "INSERT INTO link_review VALUES (?, ?, ?)", rows)
     return len(rows)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, sql: str, rows: list[tuple]) -> None:
+    """executemany, which refuses an empty list: a day without unidentified records is normal."""
+    if rows:
+        con.executemany(sql, rows)
 
 
 REVIEW_EXPORT_SQL = """

@@ -1,0 +1,204 @@
+"""Identity resolution and community assignment, on the sample city and a named 张伟 dataset.
+
+The sample city is ingested in two steps (four delivery days, then the fifth plus a crafted day of
+lab results), linked after each, so the same store shows accuracy against the truth and the
+stability of person ids as data grows.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from schemas import SchemaError
+from tests.conftest import LAB_HEADER, PROJECT, ingest_landing, lab_row, link_store, query, write_csv
+from trace24 import idcard
+from trace24.evaluation import evaluate_identity
+from transforms import linkage
+from transforms.csv_out import excel_safe, safe_file_name
+
+SAMPLE = PROJECT / "data" / "sample"
+TRUTH = SAMPLE / "truth"
+DAYS = ("2020-02-10", "2020-02-11", "2020-02-12", "2020-02-13", "2020-02-14")
+
+# Seven residents of the sample city are called 张伟; two of them, by ID number and phone.
+ZHANG_WEI_A = ("420106196109109771", "19956698598")
+ZHANG_WEI_B = ("420106197103199037", "13830072633")
+
+
+def one_digit_wrong(id_number: str) -> str:
+    """The ID number with one digit of its body changed so that the check character fails."""
+    for position in range(6, 17):
+        for digit in "0123456789":
+            typo = id_number[:position] + digit + id_number[position + 1:]
+            if typo != id_number and not idcard.is_valid(typo):
+                return typo
+    raise AssertionError("no single-digit typo found")
+
+
+CRAFTED = [
+    # No ID number, the phone of 张伟 A: that 张伟.
+    lab_row("X-PHONE", "张伟", "", ZHANG_WEI_A[1], "2020-02-15 09:00:00", "2020-02-15 20:00:00", "阴性"),
+    # No ID number, a phone nobody has: none of the seven.
+    lab_row("X-NOBODY", "张伟", "", "13000000001", "2020-02-15 09:00:00", "2020-02-15 20:00:00", "阴性"),
+    # 张伟 B's ID number with one wrong digit, and B's phone: B.
+    lab_row("X-TYPO", "张伟", one_digit_wrong(ZHANG_WEI_B[0]), ZHANG_WEI_B[1], "2020-02-15 09:00:00",
+            "2020-02-15 20:00:00", "阴性"),
+]
+
+
+def person_of(db_path: Path, feed: str, source_file_suffix: str, row: int) -> tuple[int, str]:
+    return query(db_path, """SELECT p.person_id, p.link_method FROM person_records AS p
+                             JOIN load_audit AS a USING (load_id)
+                             WHERE p.feed = ? AND a.source_file LIKE ? AND p.source_row_number = ?""",
+                 [feed, f"%{source_file_suffix}", row])[0]
+
+
+def links_of(db_path: Path) -> dict[tuple, int]:
+    """(feed, load_id, source_row_number) -> person_id."""
+    return {tuple(row[:3]): row[3] for row in query(
+        db_path, "SELECT feed, load_id, source_row_number, person_id FROM person_records")}
+
+
+def person_with_id(db_path: Path, id_number: str) -> int:
+    return query(db_path, "SELECT person_id FROM persons WHERE id_number = ?", [id_number])[0][0]
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory) -> dict:
+    """The store after the first four days (snapshot), then after all days and the crafted one."""
+    base = tmp_path_factory.mktemp("identity")
+    landing = base / "landing"
+    for day in DAYS[:4]:
+        shutil.copytree(SAMPLE / "landing" / day, landing / day)
+    db_path = base / "store.duckdb"
+    ingest_landing(landing, db_path)
+    link_store(db_path)
+    first = {
+        "records": links_of(db_path),
+        "persons": {p for (p,) in query(db_path, "SELECT person_id FROM persons")},
+    }
+    shutil.copytree(SAMPLE / "landing" / DAYS[4], landing / DAYS[4])
+    write_csv(landing / "2020-02-15" / "cdc" / "lab_results.csv", LAB_HEADER, CRAFTED)
+    ingest_landing(landing, db_path)
+    outcome = link_store(db_path, review_csv=base / "link_review.csv")
+    return {"db": db_path, "first": first, "outcome": outcome, "review_csv": base / "link_review.csv",
+            "base": base}
+
+
+def test_links_match_the_truth(linked):
+    links = evaluate_identity_on(linked["db"])["links"]
+    assert links["valid_id"]["precision"] == 1.0
+    assert links["valid_id"]["recall"] == 1.0
+    assert links["without_valid_id"]["precision"] >= 0.99
+    assert links["without_valid_id"]["recall"] >= 0.95  # the target is 0.97: see README, identity
+    assert links["name_only"]["precision"] == 1.0
+
+
+def evaluate_identity_on(db_path: Path) -> dict:
+    import duckdb
+
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return evaluate_identity(con, TRUTH)
+
+
+def test_every_staged_record_has_exactly_one_person(linked):
+    staged = query(linked["db"], "SELECT count(*) FROM identity_records")[0][0]
+    linked_rows = query(linked["db"], """SELECT count(*), count(DISTINCT (feed, load_id, source_row_number))
+                                         FROM person_records""")[0]
+    assert linked_rows == (staged, staged)
+    assert query(linked["db"], """SELECT count(*) FROM person_records
+                                  WHERE person_id NOT IN (SELECT person_id FROM persons)""")[0][0] == 0
+
+
+def test_communities_match_the_truth(linked):
+    communities = evaluate_identity_on(linked["db"])["communities"]
+    assert communities["in_register"]["accuracy"] == 1.0
+    assert communities["outside_register_with_address"]["accuracy"] >= 0.97
+    unplaced = query(linked["db"], """SELECT count(*) FROM persons WHERE merged_into_person_id IS NULL
+                                      AND assignment_method = 'unassigned' AND assignment_reason IS NULL""")
+    assert unplaced == [(0,)]  # everyone unassigned says why
+    assert query(linked["db"], "SELECT count(*) FROM persons WHERE assignment_method IS NULL "
+                               "AND merged_into_person_id IS NULL") == [(0,)]  # nobody dropped
+
+
+def test_a_rerun_with_a_new_day_keeps_every_person_id(linked):
+    db_path, first = linked["db"], linked["first"]
+    now = links_of(db_path)
+    merged = dict(query(db_path, "SELECT person_id, merged_into_person_id FROM persons "
+                                 "WHERE merged_into_person_id IS NOT NULL"))
+    changed = {k: (p, now[k]) for k, p in first["records"].items() if merged.get(p, p) != now[k]}
+    assert changed == {}
+    still_there = {p for (p,) in query(db_path, "SELECT person_id FROM persons")}
+    assert first["persons"] <= still_there
+
+
+def test_zhang_wei_by_phone_by_typo_and_a_stranger(linked):
+    db_path = linked["db"]
+    a, b = person_with_id(db_path, ZHANG_WEI_A[0]), person_with_id(db_path, ZHANG_WEI_B[0])
+    assert len({p for (p,) in query(db_path, "SELECT person_id FROM persons WHERE name = '张伟'")}) >= 7
+    assert person_of(db_path, "lab_results", "2020-02-15/cdc/lab_results.csv", 1) == (a, "probabilistic")
+    assert person_of(db_path, "lab_results", "2020-02-15/cdc/lab_results.csv", 3) == (b, "probabilistic")
+    stranger, method = person_of(db_path, "lab_results", "2020-02-15/cdc/lab_results.csv", 2)
+    zhang_weis = {p for (p,) in query(db_path, "SELECT person_id FROM persons WHERE id_number IS NOT NULL "
+                                               "AND name = '张伟'")}
+    assert method == "new_person" and stranger not in zhang_weis
+
+
+def test_name_only_records_wait_for_review_with_their_person_among_the_candidates(linked):
+    with linked["review_csv"].open(encoding="utf-8-sig", newline="") as handle:
+        review = list(csv.DictReader(handle))
+    assert review, "the sample has records that only a person can decide"
+    name_only = [r for r in review if not r["record_phone"] and not r["record_id_number"]]
+    assert name_only and all(r["record_name"] == r["person_name"] for r in name_only)
+    assert all(r["decision"] == "" for r in review)
+
+
+def test_analysts_decisions_apply_on_the_next_run(linked, tmp_path):
+    db_path = tmp_path / "store.duckdb"
+    shutil.copy(linked["db"], db_path)
+    with linked["review_csv"].open(encoding="utf-8-sig", newline="") as handle:
+        pending = next(csv.DictReader(handle))
+    zhang_wei_a = person_with_id(db_path, ZHANG_WEI_A[0])
+    # The first pending pair is accepted; the automatic phone match of the crafted record rejected.
+    decisions = write_csv(tmp_path / "reviewed_pairs.csv", list(linkage.REVIEWED_PAIRS_HEADER), [
+        [pending["signature_id"], pending["person_id"], "match", "analyst 1", ""],
+        [signature_of(db_path, "X-PHONE"), str(zhang_wei_a), "no_match", "analyst 1", "a different 张伟"],
+    ])
+    link_store(db_path, reviewed_pairs=decisions)
+    decided = query(db_path, """SELECT DISTINCT p.person_id, p.link_method
+                                FROM person_records AS p JOIN signature_records AS s USING (feed, load_id, source_row_number)
+                                WHERE s.signature_id = ?""".replace("signature_records", SIGNATURES),
+                    [pending["signature_id"]])
+    assert decided == [(int(pending["person_id"]), "reviewed")]
+    assert person_of(db_path, "lab_results", "2020-02-15/cdc/lab_results.csv", 1)[0] != zhang_wei_a
+
+
+# Signatures as linkage.py computes them, for the tests to find a record's signature.
+SIGNATURES = """(SELECT feed, load_id, source_row_number, 's' || left(md5(concat_ws('|', coalesce(id_number, ''),
+                    coalesce(name, ''), coalesce(phone, ''), coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''),
+                    coalesce(address, ''))), 20) AS signature_id
+                 FROM identity_records WHERE person_key IS NULL)"""
+
+
+def signature_of(db_path: Path, sample_id: str) -> str:
+    return query(db_path, f"""SELECT g.signature_id FROM {SIGNATURES} AS g
+                              JOIN staged_lab_results AS s USING (load_id, source_row_number)
+                              WHERE g.feed = 'lab_results' AND s.sample_id = ?""", [sample_id])[0][0]
+
+
+def test_a_broken_decisions_file_is_named(tmp_path):
+    path = write_csv(tmp_path / "reviewed_pairs.csv", list(linkage.REVIEWED_PAIRS_HEADER),
+                     [["s1", "12", "yes", "", ""]])
+    with pytest.raises(SchemaError, match=r"reviewed_pairs.csv:2: decision"):
+        linkage.read_reviewed_pairs(path)
+
+
+def test_review_csv_cells_cannot_start_a_formula():
+    assert excel_safe("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert excel_safe("+8613800138000") == "'+8613800138000"
+    assert excel_safe("张伟") == "张伟"
+    assert "/" not in safe_file_name("../../etc/passwd") and not safe_file_name("..").startswith(".")
