@@ -4,8 +4,9 @@ Link quality is pairwise, as record-linkage work reports it: for each record of 
 other record is a pair; a pair is predicted when both records got the same ``person_id`` and true
 when the truth says one person. Precision = true predicted pairs / predicted pairs, recall = true
 predicted pairs / true pairs. Groups: records with a valid ID (or passport) number (paired
-with each other only), records without one (paired with every record), and of those the ones that carry more than a name (a name alone identifies nobody:
-such records go to the review queue by design). Community accuracy: for each true person, the
+with each other only); records without one (paired with every record) that carry more than a
+name; and records with a name only (a name alone identifies nobody: they go to review by design).
+Community accuracy: for each true person, the
 community of the person_id holding most of their records, against the truth ('' = unassigned);
 people outside the register are split by whether any delivered record gives an address or a hotel
 stay (without one, no rule can place them: they belong on the unassigned list).

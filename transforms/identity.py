@@ -160,23 +160,50 @@ def link_exact(con: duckdb.DuckDBPyConnection) -> int:
     return scalar(con, "SELECT count(*) FROM person_records") - before
 
 
-PERSONS_SQL = """
+# The value a person is most often recorded with; ties go to the greatest value, so reruns agree.
+MOST_FREQUENT_COLUMNS = ("name", "phone", "sex", "birth_date", "address")
+
+
+def most_frequent_ctes(source: str) -> str:
+    """CTEs ``top_<column>``: per person, the most frequent non-null value of each column in ``source``.
+
+    ``source`` has person_id, the columns and a row count ``n``; counting per value first keeps each
+    aggregate to (person, value) pairs instead of every record.
+    """
+    return ",\n".join(f"""top_{c} AS (
+        SELECT person_id, arg_max({c}, (n, {c})) AS {c}
+        FROM (SELECT person_id, {c}, sum(n) AS n FROM {source} WHERE {c} IS NOT NULL GROUP BY ALL)
+        GROUP BY person_id
+    )""" for c in MOST_FREQUENT_COLUMNS)
+
+
+def most_frequent_joins() -> str:
+    return "\n".join(f"LEFT JOIN top_{c} USING (person_id)" for c in MOST_FREQUENT_COLUMNS) + "\n"
+
+
+PERSONS_SQL = f"""
 CREATE OR REPLACE TABLE persons AS
-WITH linked AS (
+WITH linked AS MATERIALIZED (
     SELECT p.person_id, p.link_method, r.*
     FROM person_records AS p
     JOIN identity_records AS r USING (feed, load_id, source_row_number)
 ),
-seen AS (
-    SELECT person_id,
+counted AS MATERIALIZED (
+    -- One row per person and identity values: a person's thousand scans by one phone become one.
+    SELECT person_id, name, phone, sex, birth_date, address, count(*) AS n,
            min(id_number) FILTER (WHERE link_method IN ('exact_id', 'exact_document')) AS id_number,
            bool_or(link_method = 'exact_document') AS has_passport,
-           mode(name) AS name, mode(sex) AS sex, mode(birth_date) AS birth_date, mode(phone) AS phone,
-           mode(address) AS address,
-           count(*) AS record_count,
            min(delivery_date) AS first_delivery_date, max(delivery_date) AS last_delivery_date,
-           list_sort(list_distinct(list(link_method))) AS link_methods
+           list(DISTINCT link_method) AS link_methods
     FROM linked
+    GROUP BY person_id, name, phone, sex, birth_date, address
+),
+{most_frequent_ctes("counted")},
+seen AS (
+    SELECT person_id, min(id_number) AS id_number, bool_or(has_passport) AS has_passport, sum(n) AS record_count,
+           min(first_delivery_date) AS first_delivery_date, max(last_delivery_date) AS last_delivery_date,
+           list_sort(list_distinct(flatten(list(link_methods)))) AS link_methods
+    FROM counted
     GROUP BY person_id
 ),
 register AS (
@@ -191,23 +218,23 @@ register AS (
     WHERE p.feed = 'residents' AND s.is_current AND NOT s.is_deleted
     GROUP BY p.person_id
 )
-SELECT s.person_id,
+SELECT person_id,
        s.id_number,
        CASE WHEN s.has_passport THEN 'passport' WHEN s.id_number IS NOT NULL THEN 'id_card' END AS id_type,
-       coalesce(r.entry.name, s.name) AS name,
-       coalesce(r.entry.sex, s.sex) AS sex,
-       coalesce(r.entry.birth_date, s.birth_date) AS birth_date,
-       coalesce(r.entry.phone, s.phone) AS phone,
+       coalesce(r.entry.name, top_name.name) AS name,
+       coalesce(r.entry.sex, top_sex.sex) AS sex,
+       coalesce(r.entry.birth_date, top_birth_date.birth_date) AS birth_date,
+       coalesce(r.entry.phone, top_phone.phone) AS phone,
        r.person_id IS NOT NULL AS is_in_register,
        c.community_code, c.community_name, c.district,
        r.entry.grid AS grid, r.entry.compound AS compound, r.entry.building AS building, r.entry.unit AS unit,
        r.entry.room AS room, r.entry.household_id AS household_id,
-       s.address AS address_text,
+       top_address.address AS address_text,
        c.assignment_method, c.assignment_reason,
        s.record_count, s.link_methods, s.first_delivery_date, s.last_delivery_date,
        NULL::BIGINT AS merged_into_person_id
 FROM seen AS s
-LEFT JOIN register AS r USING (person_id)
+{most_frequent_joins()}LEFT JOIN register AS r USING (person_id)
 LEFT JOIN person_communities AS c USING (person_id)
 UNION ALL
 -- Ids that were merged into another person stay, pointing at it: no id a list ever showed disappears.
@@ -215,7 +242,6 @@ SELECT m.person_id, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, 0, [], NULL, NULL, m.merged_into_person_id
 FROM person_merges AS m
 WHERE m.person_id NOT IN (SELECT person_id FROM person_records)
-ORDER BY person_id
 """
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from schemas import SCHEMAS_DIR, SchemaError
 from transforms.database import scalar
+from transforms.identity import most_frequent_ctes, most_frequent_joins
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def load_profile(path: Path | None = None) -> LinkageProfile:
 
 # Profiles: one row per person known by ID and per name/phone variant it was seen with, gaps filled
 # from the person's other records. Signatures: the distinct identities of records without a valid ID.
-LINK_INPUT_SQL = """
+LINK_INPUT_SQL = f"""
 CREATE OR REPLACE TEMP TABLE link_input AS
 WITH exact_records AS (
     SELECT p.person_id, r.name, r.phone, r.id_number, r.birth_date, r.sex, r.address
@@ -70,12 +71,16 @@ WITH exact_records AS (
     JOIN identity_records AS r USING (feed, load_id, source_row_number)
     WHERE p.link_method IN ('exact_id', 'exact_document')
 ),
-person_values AS (
-    SELECT person_id, mode(name) AS name, mode(phone) AS phone, min(id_number) AS id_number,
-           mode(birth_date) AS birth_date, mode(sex) AS sex, mode(address) AS address
+exact_counted AS (
+    SELECT person_id, name, phone, sex, birth_date, address, min(id_number) AS id_number, count(*) AS n
     FROM exact_records
-    GROUP BY person_id
+    GROUP BY person_id, name, phone, sex, birth_date, address
 ),
+{most_frequent_ctes("exact_counted")},
+person_values AS (
+    SELECT person_id, id_number, name, phone, birth_date, sex, address
+    FROM (SELECT person_id, min(id_number) AS id_number FROM exact_counted GROUP BY person_id)
+    {most_frequent_joins()}),
 variants AS (
     -- The person's usual name and phone, plus any other phone it was seen with: one row per person
     -- unless it has several phones, so random pairs of rows are pairs of different people.
