@@ -24,6 +24,8 @@ AGENCIES = ("hospital", "cdc", "police", "civil")
 # role needs; ``address`` may join several columns (district, street, compound, ...).
 PERSON_ROLES = {"id_number": "id_number", "name": "person_name", "phone": "phone", "sex": "enum",
                 "birth_date": "date", "address": "text"}
+# Types whose staged value depends on the cell alone, so it can be computed once per distinct value.
+LOW_CARDINALITY_TYPES = frozenset({"code", "text", "person_name", "enum"})
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -41,6 +43,7 @@ class FieldSpec:
     max: float | None = None
     pattern: str | None = None
     description: str = ""
+    low_cardinality: bool = False  # few distinct values: normalised once per value, not per row
 
 
 @dataclass(frozen=True)
@@ -125,13 +128,18 @@ def _load_contract(path: Path) -> FeedContract:
                 re.compile(pattern)
             except re.error as exc:
                 raise SchemaError(f"{where}: column {name!r} has a bad pattern: {exc}") from exc
-        unknown = set(spec) - {"type", "required", "values", "min", "max", "pattern", "description"}
+        unknown = set(spec) - {"type", "required", "values", "min", "max", "pattern", "description",
+                               "low_cardinality"}
         if unknown:
             raise SchemaError(f"{where}: column {name!r} has unknown keys {sorted(unknown)}")
+        low_cardinality = bool(spec.get("low_cardinality", False))
+        if low_cardinality and ftype not in LOW_CARDINALITY_TYPES:
+            raise SchemaError(f"{where}: column {name!r}: low_cardinality applies only to types "
+                              f"{sorted(LOW_CARDINALITY_TYPES)}, not {ftype!r}")
         fields.append(FieldSpec(
             name=name, type=ftype, required=bool(spec.get("required", False)), values=values,
             min=spec.get("min"), max=spec.get("max"), pattern=pattern,
-            description=str(spec.get("description", "")),
+            description=str(spec.get("description", "")), low_cardinality=low_cardinality,
         ))
     names = {f.name for f in fields}
 

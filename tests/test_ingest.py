@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
+import duckdb
 import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from schemas import load_schemas
 from tests.conftest import LAB_HEADER, ingest_landing, lab_row, query, write_csv
 from trace24 import idcard
-from transforms import staged
+from transforms import normalise, staged
 
 
 def staged_labs(db_path):
@@ -144,6 +147,42 @@ def test_parquet_place_scans(day1, db_path):
     rows = query(db_path, "SELECT source_row_number, id_number, phone, scanned_at FROM staged_place_scans")
     assert rows == [(1, "11010519491231002X", "13800138000", dt.datetime(2020, 2, 3, 12, 0))]
     assert {r[1]: r[2] for r in quarantined(db_path)} == {2: ["duplicate_row"], 3: ["identity_empty"]}
+
+
+def test_typed_times_and_per_value_columns_stage_as_text_cells_per_row_do():
+    """A Parquet TIMESTAMP is used as is and low_cardinality columns are typed once per distinct
+    value: both are shortcuts, so the rows and reasons must be those of text cells typed per row."""
+    schemas = load_schemas()
+    contract = schemas.feeds["place_scans"]
+    per_row = dataclasses.replace(
+        contract, fields=tuple(dataclasses.replace(f, low_cardinality=False) for f in contract.fields))
+    assert per_row != contract
+    con = duckdb.connect()
+    normalise.register(con)
+    rows = [
+        (" v1 ", "餐馆  一号", "餐饮", "路1号", "11010519491231002x", "13800138000", "2020-02-03 12:00:00"),
+        ("Ｖ１", "\u3000ＡＢＣ 店\u3000", " 商超 ", None, "11010519491231002X", None, "2020-02-03 12:00:00"),
+        (None, "", "其它", "路 2 号", None, "+86 13800138000", "2020-02-03 12:00:01"),
+        ("V2", "超市", None, "路1号", "", "", None),
+        (" v1 ", "餐馆  一号", "餐饮", "路1号", "11010519491231002x", "13800138000", "2020-02-03 12:00:00"),
+    ]
+    con.execute("CREATE TABLE cells (venue_code VARCHAR, venue_name VARCHAR, venue_type VARCHAR, "
+                "venue_address VARCHAR, id_number VARCHAR, phone VARCHAR, scanned_at VARCHAR)")
+    con.executemany("INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    lineage = ("SELECT 1 AS load_id, DATE '2020-02-03' AS delivery_date, 'f' AS source_file, "
+               "row_number() OVER () AS source_row_number, ")
+    params = staged.query_parameters(contract, schemas.column_maps["police_place_scans"], 1)
+
+    def stage(feed_contract, source, typed_columns=frozenset()):
+        sql = staged.staging_query(feed_contract, source, typed_columns)
+        return con.execute(f"SELECT * FROM ({sql}) ORDER BY source_row_number", staged._bound(sql, params)).fetchall()
+
+    expected = stage(per_row, lineage + "* FROM cells")
+    typed = stage(contract, lineage + "* REPLACE (CAST(scanned_at AS TIMESTAMP) AS scanned_at) FROM cells",
+                  frozenset({"scanned_at"}))
+    assert typed == expected
+    assert [r[-1] for r in expected] == [[], [], ["missing:venue_code", "invalid_enum:venue_type"],
+                                         ["missing:scanned_at", "identity_empty"], ["duplicate_row"]]
 
 
 def test_unreadable_and_empty_files_and_missing_feeds(day1, db_path):

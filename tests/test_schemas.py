@@ -86,6 +86,9 @@ def test_the_reference_maps_are_still_chosen_for_reference_files(day1, db_path, 
     ("feeds/lab_results.yaml", "feed: lab_results\nagency: cdc\nrecord_key: [sample_id]\n"
                                "fields: {sample_id: {type: textt}}\n", "has type 'textt'"),
     ("feeds/lab_results.yaml", "feed: [unclosed", "cannot read YAML"),
+    ("feeds/lab_results.yaml", "feed: lab_results\nagency: cdc\nrecord_key: [sample_id]\n"
+                               "fields: {sample_id: {type: id_number, low_cardinality: true}}\n",
+     "low_cardinality applies only to types"),
 ])
 def test_a_broken_configuration_names_the_file_and_the_fix(schemas_copy, file, text, complaint):
     (schemas_copy / file).write_text(text, encoding="utf-8")

@@ -87,7 +87,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, schemas: Schemas, landed: landin
     try:
         loaded_raw = raw.load_raw(con, schemas, landed, load_id, archive_dir)
         result = staged.stage_load(con, contract, loaded_raw.column_map, load_id,
-                                   loaded_raw.source, loaded_raw.source_params)
+                                   loaded_raw.source, loaded_raw.source_params, loaded_raw.typed_columns)
         malformed = staged.quarantine_malformed(con, contract, landed, load_id, loaded_raw.malformed)
         read = loaded_raw.rows_in_raw + malformed
         status = "loaded" if read else "empty"

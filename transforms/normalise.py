@@ -113,14 +113,16 @@ MACROS = (
                     '时', ':'), '分', ':'), '秒', ''), '/', '-'),
             '\s+', ' ', 'g')), ':'), '')""",
     # ISO text, the commonest form, is cast first (the fastest parser); a column map's own formats
-    # next, then Excel serials, then the rewriting of everything else.
+    # next, then Excel serials, then the rewriting of everything else. The cast is tested in a CASE,
+    # not as the first argument of coalesce: coalesce ran the rewriting for every row (1.9 s against
+    # 0.1 s per 2.3 M ISO cells), CASE runs the other branches only for the rows that need them.
     f"""CREATE OR REPLACE TEMP MACRO t24_parse_time(s, formats) AS
-        coalesce(
-            TRY_CAST(s AS TIMESTAMP),
-            CASE WHEN len(formats) > 0 THEN try_strptime(s, list_concat(formats, ['%Y-%m-%dT%H:%M:%S'])) END,
-            CASE WHEN regexp_full_match(s, '[2-7][0-9]{{4}}(\\.[0-9]+)?')
-                 THEN TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST(s AS DOUBLE) * 86400) AS BIGINT)) END,
-            try_strptime(t24_time_text(s), {_builtin_formats_sql()}))""",
+        CASE WHEN TRY_CAST(s AS TIMESTAMP) IS NOT NULL THEN TRY_CAST(s AS TIMESTAMP)
+             ELSE coalesce(
+                 CASE WHEN len(formats) > 0 THEN try_strptime(s, list_concat(formats, ['%Y-%m-%dT%H:%M:%S'])) END,
+                 CASE WHEN regexp_full_match(s, '[2-7][0-9]{{4}}(\\.[0-9]+)?')
+                      THEN TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST(s AS DOUBLE) * 86400) AS BIGINT)) END,
+                 try_strptime(t24_time_text(s), {_builtin_formats_sql()})) END""",
     # Temperatures, from the text with units and spaces stripped (t24_temperature_text):
     # '38.2', '38.2℃', '38.2 °C'; '382' is a missed decimal point.
     r"""CREATE OR REPLACE TEMP MACRO t24_temperature_text(s) AS regexp_replace(s, '\s|℃|°C|°|度|C$', '', 'g')""",

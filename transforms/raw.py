@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from schemas import ColumnMap, FeedContract, Schemas
+from transforms import normalise
 from transforms.database import quote, raw_table
 from transforms.landing import ROW_NUMBER, LandedFile, MalformedRow, TextTableReader, UnreadableFile, clean_header
 
@@ -35,6 +36,7 @@ class RawLoad:
     source_params: dict = field(default_factory=dict)
     malformed: list[MalformedRow] = field(default_factory=list)
     unmapped_columns: list[str] = field(default_factory=list)
+    typed_columns: frozenset[str] = frozenset()  # cells that already have their staged type
 
 
 def choose_column_map(schemas: Schemas, feed: str, headers: list[str]) -> ColumnMap:
@@ -144,6 +146,9 @@ def _load_utf8_csv(con, contract: FeedContract, column_map: ColumnMap, landed: L
     return con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $1", [load_id]).fetchone()[0]
 
 
+KEPT_TYPED = ("timestamp", "date")
+
+
 def archive_path(archive_dir: Path, landed: LandedFile) -> Path:
     return archive_dir / landed.relative_path
 
@@ -168,15 +173,22 @@ def load_parquet(con, schemas: Schemas, landed: LandedFile, load_id: int, archiv
     temporary = archived.with_name(archived.name + ".partial")
     shutil.copyfile(landed.path, temporary)
     os.replace(temporary, archived)  # atomic: an archived file is always whole
+    # A TIMESTAMP or DATE column is kept typed: a round trip through text and the time parser
+    # would give the same value at a cost. Every other cell is read as text, as from a CSV file.
+    physical_type = {name: column_type for name, column_type, *_ in described}
+    typed = {quote(header) for header, column in physical_map.columns.items()
+             if contract.field(column).type in KEPT_TYPED
+             and physical_type[header] == normalise.SQL_TYPES[contract.field(column).type]}
     source = _select_cells(
         contract, physical_map, list(actual.values()),
         "read_parquet($archived_path, file_row_number = true)", "file_row_number + 1",
-        lambda c: f"CAST({c} AS VARCHAR)",
+        lambda c: c if c in typed else f"CAST({c} AS VARCHAR)",
     )
     return RawLoad(
         column_map=column_map, encoding="parquet", rows_in_raw=rows, source=source,
         source_params={**_params(landed, load_id, column_map), "archived_path": str(archived)},
         unmapped_columns=[h for h in actual if h not in column_map.columns],
+        typed_columns=frozenset(column for header, column in physical_map.columns.items() if quote(header) in typed),
     )
 
 
