@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: demo test lint sample bench-ingest bench-identity clean
+.PHONY: demo test lint sample bench-ingest bench-identity bench-exposures clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/trace24 ingest --landing data/sample/landing --db $(OUT)/trace24.duckdb
 	$(BIN)/trace24 link --db $(OUT)/trace24.duckdb
+	$(BIN)/trace24 exposures --db $(OUT)/trace24.duckdb --profile nhc-v6
 	$(BIN)/trace24 evaluate --db $(OUT)/trace24.duckdb
 
 test: $(STAMP)
@@ -38,6 +39,9 @@ bench-ingest: $(STAMP)
 
 bench-identity: $(STAMP)
 	$(BIN)/python benchmarks/identity.py
+
+bench-exposures: $(STAMP)
+	$(BIN)/python benchmarks/exposures.py
 
 clean:
 	rm -rf $(OUT) .prefect .pytest_cache

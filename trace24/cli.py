@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -125,18 +126,54 @@ def link(
 
 
 @app.command()
+def exposures(
+    db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file after ingest and link."),
+    profile: str = typer.Option("nhc-v6", "--profile", help="Rule profile under schemas/rules/ (or a .yaml path)."),
+    as_of: datetime = typer.Option(None, "--as-of", help="What the run may know; default: end of last delivery day."),
+) -> None:
+    """Cases and their infectious windows, exposures by the profile's rules, and the contact graph."""
+    _prefect_defaults()
+    from schemas import SchemaError
+    from schemas.rules import load_rule_profile
+
+    try:
+        load_rule_profile(profile)
+    except SchemaError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    from flows.exposures import exposure_flow
+
+    result = exposure_flow(db_path=db, profile=profile, as_of=as_of)
+    table = Table(title=f"exposures ({result['profile']}, as of {result['as_of']})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [("cases", result["cases"]),
+            *((f"exposures: {setting}", n) for setting, n in result["exposures_by_setting"].items()),
+            *((f"contacts: {level}", n) for level, n in result["contacts_by_level"].items()),
+            *((f"table {name}", n) for name, n in result["graph"].items())]
+    for label, value in rows:
+        table.add_row(label, f"{value:,}")
+    console.print(table)
+
+
+@app.command()
 def evaluate(
     db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file after ingest and link."),
     truth: Path = typer.Option(PROJECT_ROOT / "data" / "sample" / "truth", "--truth", exists=True, file_okay=False,
                                help="The generator's truth folder."),
 ) -> None:
-    """Link precision and recall, and community accuracy, against a generated city's truth."""
+    """Link precision and recall, community accuracy and close contacts, against a generated city's truth."""
     import duckdb
 
-    from trace24.evaluation import evaluate_identity, format_report
+    from trace24.evaluation import evaluate_contacts, evaluate_identity, format_contacts, format_report
 
     with duckdb.connect(str(db), read_only=True) as con:
         console.print(format_report(evaluate_identity(con, truth)))
+        has_contacts = con.execute("SELECT count(*) FROM information_schema.tables "
+                                   "WHERE table_name = 'core_contacts'").fetchall()[0][0]
+        if has_contacts:
+            console.print()
+            console.print(format_contacts(evaluate_contacts(con, truth)))
 
 
 @app.command()

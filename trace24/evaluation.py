@@ -115,3 +115,61 @@ def format_report(report: dict) -> str:
     for group, c in report["communities"].items():
         lines.append(f"{group:<32}{c['persons']:>8,}{c['accuracy']:>11.4f}{c['unassigned']:>12,}")
     return "\n".join(lines)
+
+
+# Close contacts: a true exposure is a pair (exposed, source) of the truth's exposures.csv; a
+# found one is a close (or secondary-free) pair of core_contacts. Both sides in person_ids, the
+# truth's keys mapped through the records each truth person has (their most common person_id).
+# Truth exposures that end before the last delivery's horizon but whose source no delivered
+# record shows as a case cannot be found: they are counted apart as `source_not_a_case`.
+CONTACTS_SQL = TRUTH_RECORDS_SQL + """
+, person_of_truth AS (
+    SELECT truth_key, mode(person_id) AS person_id FROM grouped GROUP BY truth_key
+),
+truth_exposures AS (
+    SELECT DISTINCT e.setting, x.person_id AS exposed_person_id, s.person_id AS source_person_id,
+           e.exposed_person_key, e.source_person_key
+    FROM read_csv($exposures, all_varchar = true) AS e
+    LEFT JOIN person_of_truth AS x ON x.truth_key = e.exposed_person_key
+    LEFT JOIN person_of_truth AS s ON s.truth_key = e.source_person_key
+),
+truth_pairs AS (
+    SELECT exposed_person_id, source_person_id, list(DISTINCT setting) AS settings,
+           bool_or(exposed_person_id IS NULL) AS exposed_unknown,
+           bool_or(source_person_id IN (SELECT person_id FROM core_cases)) AS source_is_case
+    FROM truth_exposures GROUP BY ALL
+),
+found AS (
+    SELECT exposed_person_id, source_person_id FROM core_contacts WHERE contact_level = 'close'
+)
+SELECT
+    (SELECT count(*) FROM truth_pairs) AS true_pairs,
+    (SELECT count(*) FROM truth_pairs WHERE NOT source_is_case OR source_is_case IS NULL) AS source_not_a_case,
+    (SELECT count(*) FROM truth_pairs WHERE exposed_unknown) AS exposed_without_records,
+    (SELECT count(*) FROM found) AS found_pairs,
+    (SELECT count(*) FROM found JOIN truth_pairs USING (exposed_person_id, source_person_id)) AS found_true
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+
+def evaluate_contacts(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
+    """Close-contact precision and recall against the truth's exposures."""
+    params = {"records": str(truth_dir / "records.csv"), "exposures": str(truth_dir / "exposures.csv")}
+    true_pairs, not_case, no_records, found, found_true = con.execute(CONTACTS_SQL, params).fetchone()
+    findable = true_pairs - not_case
+    return {"true_pairs": true_pairs, "source_not_a_case": not_case, "exposed_without_records": no_records,
+            "found_pairs": found, "found_true": found_true,
+            "precision": found_true / found if found else 1.0,
+            "recall": found_true / true_pairs if true_pairs else 1.0,
+            "recall_of_findable": found_true / findable if findable else 1.0}
+
+
+def format_contacts(report: dict) -> str:
+    return "\n".join([
+        "close contacts (pairs exposed → case, against truth)",
+        f"  true pairs {report['true_pairs']:,} (source never shown as a case by the data: "
+        f"{report['source_not_a_case']:,}; exposed person in no delivered record: "
+        f"{report['exposed_without_records']:,})",
+        f"  found {report['found_pairs']:,}, of them true {report['found_true']:,}",
+        f"  precision {report['precision']:.4f}  recall {report['recall']:.4f}  "
+        f"recall where the source is a known case {report['recall_of_findable']:.4f}",
+    ])

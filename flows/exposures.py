@@ -1,0 +1,63 @@
+"""The exposure flow: cases and windows → exposures and contacts → the contact graph tables.
+
+Only wiring lives here; the steps are in ``transforms/exposures.py`` and ``contact_graph.py``.
+Everything runs in one transaction: a run that fails half-way leaves the previous results whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from schemas import load_schemas
+from schemas.rules import load_facilities, load_rule_profile
+from transforms import contact_graph, database, exposures
+
+
+@task(cache_policy=NONE)
+def build_cases(con, params) -> int:
+    return exposures.build_cases(con, params)
+
+
+@task(cache_policy=NONE)
+def build_exposures(con, profile, params) -> dict[str, int]:
+    return exposures.build_exposures(con, profile, params)
+
+
+@task(cache_policy=NONE)
+def build_graph(con) -> dict[str, int]:
+    return contact_graph.build_graph_tables(con)
+
+
+@flow(name="exposures", log_prints=False)
+def exposure_flow(db_path: Path, profile: str = "nhc-v6", as_of: dt.datetime | None = None,
+                  schemas_dir: Path | None = None, facilities_path: Path | None = None) -> dict:
+    """Find every exposure to an infectious case by the profile's rules and build the contact graph."""
+    logger = get_run_logger()
+    rules = load_rule_profile(profile)
+    facilities = load_facilities(facilities_path)
+    con = database.connect(db_path, load_schemas(schemas_dir))
+    try:
+        as_of = as_of or exposures.default_as_of(con)
+        params = exposures.rule_parameters(rules, facilities, as_of)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            cases = build_cases(con, params)
+            by_setting = build_exposures(con, rules, params)
+            graph = build_graph(con)
+            exposures.record_run(con, rules, as_of)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        levels = dict(con.execute("SELECT contact_level, count(*) FROM core_contacts GROUP BY 1 ORDER BY 1")
+                      .fetchall())
+    finally:
+        con.close()
+    logger.info("exposures (%s, as of %s): %d cases, %d exposure rows", rules.name, as_of, cases,
+                sum(by_setting.values()))
+    return {"profile": rules.name, "as_of": as_of.isoformat(sep=" "), "cases": cases,
+            "exposures_by_setting": by_setting, "contacts_by_level": levels, "graph": graph}

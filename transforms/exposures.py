@@ -1,0 +1,475 @@
+"""Core layer: cases with their infectious windows, and exposures by the rule profile's rules.
+
+What belongs here: the SQL that turns staged records and persons into ``core_isolation_events``,
+``core_cases``, ``core_exposures`` (one row per exposed person, source, setting and rule, with
+the evidence records) and ``core_contacts`` (one row per exposed person and source). Every join
+is case-centric: it starts from the few infectious people and reaches into the big tables by
+equality keys (venue, trip, room, household), so the cost is one scan of each feed, never a
+pairwise comparison of everyone. Profile values travel as bound parameters. What does not
+belong: the graph (``contact_graph.py``) and the categories built on the contacts (a later stage).
+
+Window of a case: from ``days_before_onset`` before its onset date; for an asymptomatic case,
+``days_before_sample`` before its first positive sample; when the onset is unknown (a positive
+result with no case card yet), ``days_before_sample_onset_unknown`` before that sample (or before
+the case report when there is no sample). It ends at the first isolation event, or the run's as-of time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from schemas.rules import Facilities, RuleProfile
+from transforms.database import scalar
+
+CONFIRMED_CLASSES = ["确诊病例", "无症状感染者"]
+
+
+def current_records(feed: str, alias: str) -> str:
+    """Current, not deleted rows of a staged feed with the person each row is about.
+    ``feed`` is a contract name (an identifier), never a value from the data."""
+    return f"""(
+        SELECT {alias}.*, pr.person_id
+        FROM staged_{feed} AS {alias}
+        JOIN person_records AS pr
+          ON pr.feed = '{feed}' AND pr.load_id = {alias}.load_id
+         AND pr.source_row_number = {alias}.source_row_number
+        WHERE {alias}.is_current AND NOT {alias}.is_deleted
+    )"""
+
+
+def evidence(feed: str, alias: str) -> str:
+    return (f"{{'feed': '{feed}', 'load_id': {alias}.load_id, "
+            f"'source_row_number': {alias}.source_row_number}}")
+
+
+ISOLATION_EVENTS_SQL = f"""
+CREATE OR REPLACE TABLE core_isolation_events AS
+WITH admissions AS (
+    SELECT * FROM {current_records('inpatients', 'i')}
+),
+visits AS (
+    SELECT * FROM {current_records('fever_clinic', 'v')}
+),
+cards AS (
+    SELECT * FROM {current_records('case_reports', 'c')}
+),
+samples AS (
+    SELECT * FROM {current_records('lab_results', 'l')}
+),
+events AS (
+    SELECT person_id, admitted_at AS isolated_at, 'isolating_admission' AS isolation_source,
+           {evidence('inpatients', 'admissions')} AS evidence
+    FROM admissions
+    WHERE list_contains($isolating_hospitals, hospital_code)
+       OR len(list_filter($isolation_ward_markers, lambda marker: contains(ward, marker))) > 0
+    UNION ALL
+    SELECT person_id, visited_at, 'fever_clinic_isolation', {evidence('fever_clinic', 'visits')}
+    FROM visits WHERE list_contains($isolating_dispositions, disposition)
+    UNION ALL
+    -- Any case card, suspected included: a reported suspected case goes to isolation.
+    SELECT person_id, reported_at, 'case_report', {evidence('case_reports', 'cards')}
+    FROM cards WHERE case_class <> '排除病例'
+    UNION ALL
+    SELECT person_id, coalesce(reported_at, sampled_at), 'positive_result', {evidence('lab_results', 'samples')}
+    FROM samples WHERE result = '阳性'
+    UNION ALL
+    -- A contact is sampled in observation: isolated by the time of the sample at the latest.
+    SELECT person_id, sampled_at, 'contact_observation', {evidence('lab_results', 'samples')}
+    FROM samples WHERE test_reason = '密接'
+)
+SELECT * FROM events WHERE isolated_at IS NOT NULL AND isolated_at <= $as_of
+"""
+
+CASES_SQL = f"""
+CREATE OR REPLACE TABLE core_cases AS
+WITH cards AS (
+    SELECT * FROM {current_records('case_reports', 'c')}
+),
+samples AS (
+    SELECT * FROM {current_records('lab_results', 'l')}
+),
+case_cards AS (
+    SELECT * FROM cards WHERE list_contains($confirmed_classes, case_class) AND reported_at <= $as_of
+),
+positive_samples AS (
+    SELECT * FROM samples WHERE result = '阳性' AND coalesce(reported_at, sampled_at) <= $as_of
+),
+card_facts AS (
+    SELECT person_id,
+           arg_max(case_class, (reported_at, delivery_date, load_id, source_row_number)) AS latest_class,
+           min(onset_date) AS onset_date,
+           min(reported_at) AS first_case_report_at,
+           list({evidence('case_reports', 'case_cards')} ORDER BY reported_at, load_id, source_row_number) AS evidence
+    FROM case_cards GROUP BY person_id
+),
+lab_facts AS (
+    SELECT person_id, min(sampled_at) AS first_positive_sampled_at,
+           min(coalesce(reported_at, sampled_at)) AS first_positive_reported_at,
+           list({evidence('lab_results', 'positive_samples')} ORDER BY sampled_at, load_id, source_row_number)
+               AS evidence
+    FROM positive_samples GROUP BY person_id
+),
+facts AS (
+    SELECT person_id, c.latest_class, c.onset_date, c.first_case_report_at, l.first_positive_sampled_at,
+           l.first_positive_reported_at,
+           coalesce(c.latest_class = '无症状感染者', false) AS is_asymptomatic,
+           list_concat(coalesce(c.evidence, []), coalesce(l.evidence, [])) AS evidence
+    FROM card_facts AS c FULL JOIN lab_facts AS l USING (person_id)
+),
+windows AS (
+    SELECT *,
+           CASE WHEN NOT is_asymptomatic AND onset_date IS NOT NULL
+                THEN CAST(onset_date AS TIMESTAMP) - to_days(CAST($days_before_onset AS INTEGER))
+                WHEN is_asymptomatic AND first_positive_sampled_at IS NOT NULL
+                THEN first_positive_sampled_at - to_days(CAST($days_before_sample AS INTEGER))
+                ELSE coalesce(first_positive_sampled_at, first_case_report_at)
+                     - to_days(CAST($days_before_sample_onset_unknown AS INTEGER)) END AS window_start_at,
+           CASE WHEN NOT is_asymptomatic AND onset_date IS NOT NULL THEN 'onset'
+                WHEN is_asymptomatic AND first_positive_sampled_at IS NOT NULL THEN 'asymptomatic_sample'
+                WHEN first_positive_sampled_at IS NOT NULL THEN 'sample_onset_unknown'
+                ELSE 'report_onset_unknown' END AS window_basis
+    FROM facts
+),
+isolations AS (
+    -- The first isolation from two weeks before the window on: an older episode (a stay in
+    -- observation that ended) does not close the window; one just before it leaves it empty.
+    SELECT w.person_id, arg_min(e.isolated_at, (e.isolated_at, e.isolation_source)) AS isolated_at,
+           arg_min(e.isolation_source, (e.isolated_at, e.isolation_source)) AS isolation_source
+    FROM windows AS w JOIN core_isolation_events AS e USING (person_id)
+    WHERE e.isolated_at >= w.window_start_at - INTERVAL 14 DAY
+    GROUP BY w.person_id
+)
+SELECT w.person_id,
+       'C' || lpad(CAST(w.person_id AS VARCHAR), 7, '0') AS case_code,
+       w.is_asymptomatic, w.onset_date, w.first_positive_sampled_at, w.first_case_report_at,
+       least(w.first_case_report_at, w.first_positive_reported_at) AS clock_started_at,
+       -- The onset, or where unknown the time the window implies (an asymptomatic case: its sample).
+       CASE WHEN w.window_basis = 'onset' THEN CAST(w.onset_date AS TIMESTAMP)
+            WHEN w.window_basis = 'asymptomatic_sample' THEN w.first_positive_sampled_at
+            ELSE w.window_start_at + to_days(CAST($days_before_onset AS INTEGER)) END AS estimated_onset_at,
+       i.isolated_at, i.isolation_source,
+       w.window_basis, w.window_start_at,
+       greatest(w.window_start_at, least(coalesce(i.isolated_at, $as_of), $as_of)) AS window_end_at,
+       w.evidence
+FROM windows AS w LEFT JOIN isolations AS i USING (person_id)
+ORDER BY w.person_id
+"""
+
+
+# Each rule: a SELECT over a ``sources`` relation (person_id, window_start_at, window_end_at) of
+# infectious people, yielding exposed_person_id, source_person_id, setting, contact_level,
+# rule_id, first_exposure_at, last_exposure_at, evidence (a list of record references).
+
+_REGISTER_ROWS = """(
+    SELECT person_id, list({'feed': 'residents', 'load_id': load_id, 'source_row_number': source_row_number}
+                           ORDER BY load_id, source_row_number) AS evidence
+    FROM person_records WHERE feed = 'residents' GROUP BY person_id
+)"""
+_FLAT = "concat_ws('|', {p}.community_code, {p}.compound, {p}.building, {p}.unit, {p}.room)"
+
+HOUSEHOLD_SQL = f"""
+WITH homes AS (
+    SELECT s.*, h.household_id, {_FLAT.format(p='h')} AS flat_key,
+           h.compound IS NOT NULL AND h.building IS NOT NULL AND h.room IS NOT NULL AS has_flat
+    FROM sources AS s JOIN active_persons AS h USING (person_id)
+),
+members AS (
+    SELECT homes.person_id AS source_person_id, m.person_id, 'household_same_hukou' AS rule_id,
+           homes.window_start_at, homes.window_end_at
+    FROM homes JOIN active_persons AS m ON m.household_id = homes.household_id
+    UNION ALL
+    SELECT homes.person_id, m.person_id, 'household_same_flat', homes.window_start_at, homes.window_end_at
+    FROM homes JOIN active_persons AS m ON {_FLAT.format(p='m')} = homes.flat_key
+    WHERE homes.has_flat
+)
+SELECT members.person_id, members.source_person_id, 'household', 'close', members.rule_id,
+       members.window_start_at, members.window_end_at,
+       list_concat(coalesce(a.evidence, []), coalesce(b.evidence, []))
+FROM members
+LEFT JOIN {_REGISTER_ROWS} AS a ON a.person_id = members.source_person_id
+LEFT JOIN {_REGISTER_ROWS} AS b ON b.person_id = members.person_id
+"""
+
+HOTEL_SQL = f"""
+SELECT o.person_id, s.person_id, 'hotel', 'close', 'hotel_same_room',
+       greatest(cs.checked_in_at, o.checked_in_at, s.window_start_at),
+       least(coalesce(cs.checked_out_at, $as_of), coalesce(o.checked_out_at, $as_of), s.window_end_at),
+       [{evidence('lodging', 'cs')}, {evidence('lodging', 'o')}]
+FROM sources AS s
+JOIN {current_records('lodging', 'l1')} AS cs ON cs.person_id = s.person_id
+JOIN {current_records('lodging', 'l2')} AS o ON o.hotel_code = cs.hotel_code AND o.room = cs.room
+"""
+
+# Row of a seat: the leading digits of '12C' or '08A'.
+_ROW = "TRY_CAST(regexp_extract({seat}, '^([0-9]+)', 1) AS INTEGER)"
+
+TRANSPORT_SQL = f"""
+SELECT o.person_id, s.person_id,
+       CASE t.mode WHEN '火车' THEN 'train' WHEN '飞机' THEN 'flight' ELSE 'bus' END,
+       CASE WHEN t.mode = '飞机' THEN
+                 CASE WHEN {_ROW.format(seat='t.seat')} IS NULL OR {_ROW.format(seat='o.seat')} IS NULL THEN 'general'
+                      WHEN abs({_ROW.format(seat='t.seat')} - {_ROW.format(seat='o.seat')}) <= $aircraft_rows
+                      THEN 'close' END
+            WHEN t.mode = '火车' THEN
+                 CASE WHEN t.car IS NULL OR o.car IS NULL THEN 'general'
+                      WHEN t.car <> o.car THEN NULL
+                      WHEN $train_scope = 'car' THEN 'close'
+                      WHEN abs({_ROW.format(seat='t.seat')} - {_ROW.format(seat='o.seat')}) <= $train_rows
+                      THEN 'close' END
+            ELSE CASE WHEN $bus_scope = 'vehicle' THEN 'close'
+                      WHEN abs({_ROW.format(seat='t.seat')} - {_ROW.format(seat='o.seat')}) <= $aircraft_rows
+                      THEN 'close' END END AS contact_level,
+       CASE t.mode WHEN '飞机' THEN 'aircraft_rows' WHEN '火车' THEN 'train_' || $train_scope
+            ELSE 'bus_' || $bus_scope END,
+       coalesce(t.departed_at, CAST(t.departure_date AS TIMESTAMP)),
+       coalesce(t.arrived_at, t.departed_at, CAST(t.departure_date AS TIMESTAMP) + INTERVAL 1 DAY),
+       [{evidence('transport', 't')}, {evidence('transport', 'o')}]
+FROM sources AS s
+JOIN {current_records('transport', 't1')} AS t ON t.person_id = s.person_id
+JOIN {current_records('transport', 't2')} AS o
+  ON o.mode = t.mode AND o.trip_number = t.trip_number AND o.departure_date = t.departure_date
+WHERE coalesce(t.departed_at, CAST(t.departure_date AS TIMESTAMP)) >= s.window_start_at
+  AND coalesce(t.departed_at, CAST(t.departure_date AS TIMESTAMP)) < s.window_end_at
+"""
+
+WARD_SQL = f"""
+WITH general_ward AS (
+    SELECT * FROM {current_records('inpatients', 'i')}
+    WHERE NOT list_contains($isolating_hospitals, hospital_code)
+      AND len(list_filter($isolation_ward_markers, lambda marker: contains(ward, marker))) = 0
+)
+SELECT o.person_id, s.person_id, 'ward', 'close', 'ward_overlap',
+       greatest(a.admitted_at, o.admitted_at, s.window_start_at),
+       least(coalesce(a.discharged_at, $as_of), coalesce(o.discharged_at, $as_of), s.window_end_at),
+       [{evidence('inpatients', 'a')}, {evidence('inpatients', 'o')}]
+FROM sources AS s
+JOIN general_ward AS a ON a.person_id = s.person_id
+JOIN general_ward AS o ON o.hospital_code = a.hospital_code AND o.ward = a.ward
+"""
+
+INVESTIGATION_SQL = f"""
+WITH interviews AS (
+    SELECT * FROM {current_records('investigations', 'i')}
+),
+cards AS (
+    SELECT card_id, any_value(person_id ORDER BY reported_at DESC) AS person_id
+    FROM {current_records('case_reports', 'c')} GROUP BY card_id
+),
+-- The case of an interview: by its case card, else by its ID number.
+interview_cases AS (
+    SELECT i.*, coalesce(c.person_id, p.person_id) AS case_person_id
+    FROM interviews AS i
+    LEFT JOIN cards AS c ON c.card_id = i.case_card_id
+    LEFT JOIN active_persons AS p ON p.id_number = i.case_id_number AND i.case_id_number_status = 'valid'
+)
+SELECT i.person_id, s.person_id,
+       coalesce($investigation_settings[list_position($investigation_keys, i.setting)], 'other'),
+       'close', 'investigation_listed',
+       coalesce(i.first_contact_at, s.window_start_at),
+       coalesce(i.last_contact_at, i.first_contact_at, s.window_end_at),
+       [{evidence('investigations', 'i')}]
+FROM sources AS s
+JOIN interview_cases AS i ON i.case_person_id = s.person_id
+-- A contact the investigator marks as protected is, by the protocol, no close contact.
+WHERE coalesce(i.was_protected, '否') <> '是'
+"""
+
+VENUE_SQL = f"""
+WITH source_scans AS (
+    SELECT s.person_id, s.window_start_at, s.window_end_at, v.venue_code, v.venue_type, v.scanned_at,
+           v.load_id, v.source_row_number
+    FROM sources AS s
+    JOIN person_records AS pr ON pr.person_id = s.person_id AND pr.feed = 'place_scans'
+    JOIN staged_place_scans AS v ON v.load_id = pr.load_id AND v.source_row_number = pr.source_row_number
+    WHERE v.scanned_at >= s.window_start_at AND v.scanned_at < s.window_end_at AND v.is_current
+),
+-- One pass over the scans: equality on the venue, then the time band.
+nearby AS (
+    SELECT cs.person_id AS source_person_id, cs.venue_type, cs.scanned_at AS source_scanned_at,
+           cs.load_id AS source_load_id, cs.source_row_number AS source_row,
+           o.scanned_at, o.load_id, o.source_row_number
+    FROM source_scans AS cs
+    JOIN staged_place_scans AS o
+      ON o.venue_code = cs.venue_code
+     AND o.scanned_at BETWEEN cs.scanned_at - to_minutes(CAST($co_location_minutes AS BIGINT))
+                          AND cs.scanned_at + to_minutes(CAST($co_location_minutes AS BIGINT))
+    WHERE o.is_current
+)
+SELECT pr.person_id, n.source_person_id,
+       CASE WHEN list_contains($close_venue_types, n.venue_type) THEN 'venue_close' ELSE 'venue_general' END,
+       CASE WHEN list_contains($close_venue_types, n.venue_type) THEN 'close' ELSE 'general' END,
+       'venue_co_location',
+       least(n.scanned_at, n.source_scanned_at), greatest(n.scanned_at, n.source_scanned_at),
+       [{{'feed': 'place_scans', 'load_id': n.source_load_id, 'source_row_number': n.source_row}},
+        {evidence('place_scans', 'n')}]
+FROM nearby AS n
+JOIN person_records AS pr
+  ON pr.feed = 'place_scans' AND pr.load_id = n.load_id AND pr.source_row_number = n.source_row_number
+"""
+
+RULES = {"household": HOUSEHOLD_SQL, "hotel": HOTEL_SQL, "transport": TRANSPORT_SQL, "ward": WARD_SQL,
+         "investigation": INVESTIGATION_SQL, "venue": VENUE_SQL}
+# Rules that apply to close contacts for secondary contacts (the profile picks among their settings).
+SECONDARY_RULES = {"household": HOUSEHOLD_SQL, "venue": VENUE_SQL}
+
+EXPOSURE_COLUMNS = ("exposed_person_id, source_person_id, setting, contact_level, rule_id, "
+                    "first_exposure_at, last_exposure_at, evidence")
+
+EXPOSURES_DDL = """
+CREATE TABLE IF NOT EXISTS core_exposures (
+    exposed_person_id BIGINT NOT NULL,
+    source_person_id BIGINT NOT NULL,
+    setting VARCHAR NOT NULL,
+    contact_level VARCHAR NOT NULL,      -- close, general, secondary
+    rule_id VARCHAR NOT NULL,
+    first_exposure_at TIMESTAMP NOT NULL,
+    last_exposure_at TIMESTAMP NOT NULL,
+    evidence STRUCT(feed VARCHAR, load_id INTEGER, source_row_number BIGINT)[] NOT NULL,
+    profile VARCHAR NOT NULL
+)"""
+
+RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS exposure_runs (
+    run_number INTEGER NOT NULL,
+    profile VARCHAR NOT NULL,
+    profile_sha256 VARCHAR NOT NULL,
+    as_of TIMESTAMP NOT NULL,
+    cases INTEGER NOT NULL,
+    exposures BIGINT NOT NULL,
+    finished_at TIMESTAMP NOT NULL
+)"""
+
+
+def rule_parameters(profile: RuleProfile, facilities: Facilities, as_of: dt.datetime) -> dict:
+    return {
+        "as_of": as_of,
+        "isolating_hospitals": list(facilities.isolating_hospitals),
+        "isolation_ward_markers": list(facilities.isolation_ward_markers),
+        "isolating_dispositions": list(facilities.isolating_dispositions),
+        "confirmed_classes": CONFIRMED_CLASSES,
+        "days_before_onset": profile.days_before_onset,
+        "days_before_sample": profile.days_before_sample,
+        "days_before_sample_onset_unknown": profile.days_before_sample_onset_unknown,
+        "aircraft_rows": profile.aircraft_rows_each_side,
+        "train_scope": profile.train_scope,
+        "train_rows": profile.train_rows_each_side,
+        "bus_scope": profile.bus_scope,
+        "co_location_minutes": profile.co_location_minutes,
+        "close_venue_types": list(profile.close_venue_types),
+        "investigation_keys": list(profile.investigation_settings),
+        "investigation_settings": list(profile.investigation_settings.values()),
+    }
+
+
+def _bound(sql: str, params: dict) -> dict:
+    return {k: v for k, v in params.items() if f"${k}" in sql}
+
+
+def default_as_of(con: duckdb.DuckDBPyConnection) -> dt.datetime:
+    """The end of the last delivery day loaded: what the data can know."""
+    last = scalar(con, "SELECT max(delivery_date) FROM load_audit WHERE file_status = 'loaded'")
+    if last is None:
+        raise ValueError("nothing has been ingested yet: run `trace24 ingest` first")
+    return dt.datetime.combine(last, dt.time()) + dt.timedelta(days=1)
+
+
+def build_cases(con: duckdb.DuckDBPyConnection, params: dict) -> int:
+    con.execute(ISOLATION_EVENTS_SQL, _bound(ISOLATION_EVENTS_SQL, params))
+    con.execute(CASES_SQL, _bound(CASES_SQL, params))
+    return scalar(con, "SELECT count(*) FROM core_cases")
+
+
+def _exposure_select(rules: dict[str, str], sources: str) -> str:
+    """The union of the rules over one sources relation, kept only where the time span is real."""
+    union = "\nUNION ALL\n".join(f"SELECT * FROM (\n{sql}\n) AS {name}_rule" for name, sql in rules.items())
+    return f"""
+    WITH sources AS ({sources}),
+    active_persons AS (SELECT * FROM persons WHERE merged_into_person_id IS NULL),
+    found ({EXPOSURE_COLUMNS}) AS ({union})
+    SELECT {EXPOSURE_COLUMNS} FROM found
+    WHERE exposed_person_id <> source_person_id AND contact_level IS NOT NULL
+      AND first_exposure_at <= last_exposure_at AND first_exposure_at < $as_of
+    """
+
+
+def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params: dict) -> dict[str, int]:
+    """Replace ``core_exposures`` and ``core_contacts`` for the current cases; return counts per setting."""
+    con.execute(EXPOSURES_DDL)
+    con.execute("DELETE FROM core_exposures")
+    primary = _exposure_select(RULES, "SELECT person_id, window_start_at, window_end_at FROM core_cases "
+                                      "WHERE window_start_at < window_end_at")
+    insert = """
+    INSERT INTO core_exposures
+    SELECT exposed_person_id, source_person_id, setting, contact_level, rule_id,
+           min(first_exposure_at), max(last_exposure_at),
+           list_sort(list_distinct(flatten(list(evidence)))), $profile
+    FROM ({select})
+    GROUP BY ALL
+    ORDER BY source_person_id, exposed_person_id, setting, rule_id
+    """
+    sql = insert.format(select=primary)
+    con.execute(sql, _bound(sql, {**params, "profile": profile.name}))
+    if profile.secondary_enabled:
+        # A close contact (not itself a case) is a source from its first exposure until its own
+        # isolation: the first isolation event after that exposure, else the assumed one.
+        contacts = """
+        WITH close AS (
+            SELECT e.exposed_person_id AS person_id, min(e.first_exposure_at) AS window_start_at,
+                   min(c.clock_started_at) AS case_reported_at
+            FROM core_exposures AS e JOIN core_cases AS c ON c.person_id = e.source_person_id
+            WHERE e.contact_level = 'close'
+              AND e.exposed_person_id NOT IN (SELECT person_id FROM core_cases)
+            GROUP BY e.exposed_person_id
+        )
+        SELECT c.person_id, c.window_start_at,
+               least(coalesce(min(i.isolated_at),
+                              max(c.case_reported_at) + to_hours(CAST($assumed_isolation_hours AS BIGINT)),
+                              $as_of), $as_of) AS window_end_at
+        FROM close AS c
+        LEFT JOIN core_isolation_events AS i ON i.person_id = c.person_id AND i.isolated_at >= c.window_start_at
+        GROUP BY c.person_id, c.window_start_at
+        """
+        secondary = _exposure_select(SECONDARY_RULES, contacts)
+        secondary = f"""
+        SELECT exposed_person_id, source_person_id, setting, 'secondary' AS contact_level,
+               'secondary_' || rule_id AS rule_id, first_exposure_at, last_exposure_at, evidence
+        FROM ({secondary})
+        WHERE list_contains($secondary_settings, setting)
+          AND exposed_person_id NOT IN (SELECT person_id FROM core_cases)
+          AND exposed_person_id NOT IN (SELECT exposed_person_id FROM core_exposures WHERE contact_level = 'close')
+        """
+        sql = insert.format(select=secondary)
+        extra = {"assumed_isolation_hours": profile.assumed_contact_isolation_hours,
+                 "secondary_settings": list(profile.secondary_settings), "profile": profile.name}
+        con.execute(sql, _bound(sql, {**params, **extra}))
+    con.execute(CONTACTS_SQL)
+    return dict(con.execute("SELECT setting, count(*) FROM core_exposures GROUP BY 1 ORDER BY 1").fetchall())
+
+
+# One row per exposed person and source: the strongest level, every setting and rule that found it.
+CONTACTS_SQL = """
+CREATE OR REPLACE TABLE core_contacts AS
+SELECT exposed_person_id, source_person_id,
+       CASE WHEN bool_or(contact_level = 'close') THEN 'close'
+            WHEN bool_or(contact_level = 'secondary') THEN 'secondary' ELSE 'general' END AS contact_level,
+       list_sort(list_distinct(list(setting))) AS settings,
+       list_sort(list_distinct(list(rule_id))) AS rule_ids,
+       min(first_exposure_at) AS first_exposure_at,
+       max(last_exposure_at) AS last_exposure_at,
+       any_value(profile) AS profile
+FROM core_exposures
+GROUP BY exposed_person_id, source_person_id
+ORDER BY source_person_id, exposed_person_id
+"""
+
+
+def record_run(con: duckdb.DuckDBPyConnection, profile: RuleProfile, as_of: dt.datetime) -> None:
+    con.execute(RUNS_DDL)
+    con.execute(
+        """INSERT INTO exposure_runs
+           SELECT coalesce((SELECT max(run_number) FROM exposure_runs), 0) + 1, $profile, $sha, $as_of,
+                  (SELECT count(*) FROM core_cases), (SELECT count(*) FROM core_exposures), now()""",
+        {"profile": profile.name, "sha": profile.sha256, "as_of": as_of},
+    )
