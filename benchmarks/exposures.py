@@ -98,7 +98,7 @@ def generate(db_path: Path, residents: int, days: int) -> None:
                    merged_into_person_id BIGINT)""")
     params = {"n": residents, "days": days, "day0": DAY0, "venues": max(residents // 50, 100)}
     for sql in GENERATE:
-        con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+        con.execute(sql, database.bound_parameters(sql, params))
     con.execute("CHECKPOINT")
     con.close()
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import duckdb
 
+from transforms.database import current_records
+
 GAZETTEER_SQL = """
 CREATE OR REPLACE TEMP TABLE gazetteer AS
 WITH compounds AS (
@@ -80,24 +82,22 @@ FROM per_kind
 WHERE communities_found = 1 AND same_name_elsewhere = 1
 """
 
-ASSIGN_SQL = """
+ASSIGN_SQL = f"""
 CREATE OR REPLACE TABLE person_communities AS
 WITH current_persons AS (
     SELECT DISTINCT person_id FROM person_records
 ),
 register AS (
-    SELECT p.person_id, arg_max(s.community_code, (s.delivery_date, s.load_id, s.source_row_number)) AS community_code
-    FROM person_records AS p
-    JOIN staged_residents AS s USING (load_id, source_row_number)
-    WHERE p.feed = 'residents' AND s.is_current AND NOT s.is_deleted
-    GROUP BY p.person_id
+    SELECT person_id, arg_max(community_code, (delivery_date, load_id, source_row_number)) AS community_code
+    FROM {current_records('residents', 's')}
+    GROUP BY person_id
 ),
+-- A deleted case card is withdrawn: its address places nobody.
 address_code AS (
-    SELECT p.person_id, arg_max(c.address_code, (c.delivery_date, c.load_id)) AS community_code
-    FROM person_records AS p
-    JOIN staged_case_reports AS c USING (load_id, source_row_number)
-    WHERE p.feed = 'case_reports' AND c.is_current AND c.address_code IN (SELECT community_code FROM communities)
-    GROUP BY p.person_id
+    SELECT person_id, arg_max(address_code, (delivery_date, load_id)) AS community_code
+    FROM {current_records('case_reports', 'c')}
+    WHERE address_code IN (SELECT community_code FROM communities)
+    GROUP BY person_id
 ),
 by_address AS (
     SELECT subject_id AS person_id, method, community_code,
@@ -106,11 +106,9 @@ by_address AS (
     WHERE subject_id NOT LIKE 'hotel:%'
 ),
 latest_stay AS (
-    SELECT p.person_id, arg_max(l.hotel_code, (l.checked_in_at, l.load_id, l.source_row_number)) AS hotel_code
-    FROM person_records AS p
-    JOIN staged_lodging AS l USING (load_id, source_row_number)
-    WHERE p.feed = 'lodging' AND l.is_current AND NOT l.is_deleted
-    GROUP BY p.person_id
+    SELECT person_id, arg_max(hotel_code, (checked_in_at, load_id, source_row_number)) AS hotel_code
+    FROM {current_records('lodging', 'l')}
+    GROUP BY person_id
 ),
 hotel_community AS (
     SELECT substr(subject_id, 7) AS hotel_code, community_code

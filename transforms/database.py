@@ -9,6 +9,7 @@ What belongs here: table definitions generated from the contracts (``raw_<feed>`
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -94,6 +95,25 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None)
     """The single value a query returns; the result is read to its end, so the connection is free again."""
     rows = con.execute(sql, params or {}).fetchall()
     return rows[0][0] if rows else None
+
+
+def bound_parameters(sql: str, params: dict) -> dict:
+    """The parameters ``sql`` uses: DuckDB refuses unused ones (a feed without times has no $time_formats).
+    Whole names only: ``$days_before_sample`` is not bound by ``$days_before_sample_onset_unknown``."""
+    return {name: value for name, value in params.items() if re.search(rf"\${name}\b", sql)}
+
+
+def current_records(feed: str, alias: str) -> str:
+    """Current, not deleted rows of a staged feed with the person each row is about.
+    ``feed`` is a contract name (an identifier), never a value from the data."""
+    return f"""(
+        SELECT {alias}.*, pr.person_id
+        FROM staged_{feed} AS {alias}
+        JOIN person_records AS pr
+          ON pr.feed = '{feed}' AND pr.load_id = {alias}.load_id
+         AND pr.source_row_number = {alias}.source_row_number
+        WHERE {alias}.is_current AND NOT {alias}.is_deleted
+    )"""
 
 
 def raw_table(feed: str) -> str:

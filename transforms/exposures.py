@@ -21,22 +21,9 @@ import datetime as dt
 import duckdb
 
 from schemas.rules import Facilities, RuleProfile
-from transforms.database import scalar
+from transforms.database import bound_parameters, current_records, scalar
 
 CONFIRMED_CLASSES = ["确诊病例", "无症状感染者"]
-
-
-def current_records(feed: str, alias: str) -> str:
-    """Current, not deleted rows of a staged feed with the person each row is about.
-    ``feed`` is a contract name (an identifier), never a value from the data."""
-    return f"""(
-        SELECT {alias}.*, pr.person_id
-        FROM staged_{feed} AS {alias}
-        JOIN person_records AS pr
-          ON pr.feed = '{feed}' AND pr.load_id = {alias}.load_id
-         AND pr.source_row_number = {alias}.source_row_number
-        WHERE {alias}.is_current AND NOT {alias}.is_deleted
-    )"""
 
 
 def evidence(feed: str, alias: str) -> str:
@@ -162,11 +149,6 @@ ORDER BY w.person_id
 # infectious people, yielding exposed_person_id, source_person_id, setting, contact_level,
 # rule_id, first_exposure_at, last_exposure_at, evidence (a list of record references).
 
-_REGISTER_ROWS = """(
-    SELECT person_id, list({'feed': 'residents', 'load_id': load_id, 'source_row_number': source_row_number}
-                           ORDER BY load_id, source_row_number) AS evidence
-    FROM person_records WHERE feed = 'residents' GROUP BY person_id
-)"""
 _FLAT = "concat_ws('|', {p}.community_code, {p}.compound, {p}.building, {p}.unit, {p}.room)"
 
 HOUSEHOLD_SQL = f"""
@@ -183,13 +165,22 @@ members AS (
     SELECT homes.person_id, m.person_id, 'household_same_flat', homes.window_start_at, homes.window_end_at
     FROM homes JOIN active_persons AS m ON {_FLAT.format(p='m')} = homes.flat_key
     WHERE homes.has_flat
+),
+-- The register rows behind it: of the people in these households only, not of the whole register.
+register_rows AS (
+    SELECT person_id, list({{'feed': 'residents', 'load_id': load_id, 'source_row_number': source_row_number}}
+                           ORDER BY load_id, source_row_number) AS evidence
+    FROM person_records
+    WHERE feed = 'residents'
+      AND person_id IN (SELECT person_id FROM members UNION ALL SELECT source_person_id FROM members)
+    GROUP BY person_id
 )
 SELECT members.person_id, members.source_person_id, 'household', 'close', members.rule_id,
        members.window_start_at, members.window_end_at,
        list_concat(coalesce(a.evidence, []), coalesce(b.evidence, []))
 FROM members
-LEFT JOIN {_REGISTER_ROWS} AS a ON a.person_id = members.source_person_id
-LEFT JOIN {_REGISTER_ROWS} AS b ON b.person_id = members.person_id
+LEFT JOIN register_rows AS a ON a.person_id = members.source_person_id
+LEFT JOIN register_rows AS b ON b.person_id = members.person_id
 """
 
 HOTEL_SQL = f"""
@@ -365,10 +356,6 @@ def rule_parameters(profile: RuleProfile, facilities: Facilities, as_of: dt.date
     }
 
 
-def _bound(sql: str, params: dict) -> dict:
-    return {k: v for k, v in params.items() if f"${k}" in sql}
-
-
 def default_as_of(con: duckdb.DuckDBPyConnection) -> dt.datetime:
     """The end of the last delivery day loaded: what the data can know."""
     last = scalar(con, "SELECT max(delivery_date) FROM load_audit WHERE file_status = 'loaded'")
@@ -378,8 +365,8 @@ def default_as_of(con: duckdb.DuckDBPyConnection) -> dt.datetime:
 
 
 def build_cases(con: duckdb.DuckDBPyConnection, params: dict) -> int:
-    con.execute(ISOLATION_EVENTS_SQL, _bound(ISOLATION_EVENTS_SQL, params))
-    con.execute(CASES_SQL, _bound(CASES_SQL, params))
+    con.execute(ISOLATION_EVENTS_SQL, bound_parameters(ISOLATION_EVENTS_SQL, params))
+    con.execute(CASES_SQL, bound_parameters(CASES_SQL, params))
     return scalar(con, "SELECT count(*) FROM core_cases")
 
 
@@ -412,7 +399,7 @@ def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params
     ORDER BY source_person_id, exposed_person_id, setting, rule_id
     """
     sql = insert.format(select=primary)
-    con.execute(sql, _bound(sql, {**params, "profile": profile.name}))
+    con.execute(sql, bound_parameters(sql, {**params, "profile": profile.name}))
     if profile.secondary_enabled:
         # A close contact (not itself a case) is a source from its first exposure until its own
         # isolation: the first isolation event after that exposure, else the assumed one.
@@ -445,7 +432,7 @@ def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params
         sql = insert.format(select=secondary)
         extra = {"assumed_isolation_hours": profile.assumed_contact_isolation_hours,
                  "secondary_settings": list(profile.secondary_settings), "profile": profile.name}
-        con.execute(sql, _bound(sql, {**params, **extra}))
+        con.execute(sql, bound_parameters(sql, {**params, **extra}))
     con.execute(CONTACTS_SQL)
     return dict(con.execute("SELECT setting, count(*) FROM core_exposures GROUP BY 1 ORDER BY 1").fetchall())
 

@@ -9,14 +9,13 @@ a deleted record is kept and marked ``is_deleted``. What does not: reading files
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import duckdb
 
 from schemas import ColumnMap, FeedContract
 from transforms import normalise
-from transforms.database import LINEAGE_COLUMNS, quote, staged_columns, staged_table
+from transforms.database import LINEAGE_COLUMNS, bound_parameters, quote, staged_columns, staged_table
 from transforms.landing import LandedFile, MalformedRow
 
 # Reason code → message; '{header}' is the source column as the agency names it.
@@ -253,11 +252,6 @@ def reason_message(code: str, column_map: ColumnMap, **details) -> str:
     )
 
 
-def _bound(sql: str, params: dict) -> dict:
-    """The parameters ``sql`` uses: DuckDB refuses unused ones (a feed without times has no $time_formats)."""
-    return {name: value for name, value in params.items() if re.search(rf"\${name}\b", sql)}
-
-
 def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
                load_id: int, source: str, source_params: dict,
                typed_columns: frozenset[str] = frozenset()) -> StageResult:
@@ -269,7 +263,7 @@ def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_ma
     """
     query = staging_query(contract, source, typed_columns)
     params = {**query_parameters(contract, column_map, load_id), **source_params}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE staging AS {query}", _bound(query, params))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE staging AS {query}", bound_parameters(query, params))
     columns = [name for name, _ in LINEAGE_COLUMNS] + [name for name, _ in staged_columns(contract)]
     column_list = ", ".join(quote(c) for c in columns)
     con.execute(
@@ -300,7 +294,7 @@ def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, sou
         f"$h_{i}, CAST(raw.{quote(name)} AS VARCHAR)" for i, (name, _) in enumerate(headers)) + ")"
     params = {f"h_{i}": header for i, (_, header) in enumerate(headers)}
     params.update(agency=contract.agency, feed=contract.feed)
-    params.update(_bound(source, source_params))
+    params.update(bound_parameters(source, source_params))
     con.execute(
         f"""
         INSERT INTO quarantine
