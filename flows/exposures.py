@@ -32,6 +32,14 @@ def build_graph(con) -> dict[str, int]:
     return contact_graph.build_graph_tables(con)
 
 
+def _trace(con, rules, params, as_of):
+    cases = build_cases(con, params)
+    by_setting = build_exposures(con, rules, params)
+    graph = build_graph(con)
+    exposures.record_run(con, rules, as_of)
+    return cases, by_setting, graph
+
+
 @flow(name="exposures", log_prints=False)
 def exposure_flow(db_path: Path, profile: str = "nhc-v6", as_of: dt.datetime | None = None,
                   schemas_dir: Path | None = None, facilities_path: Path | None = None) -> dict:
@@ -43,16 +51,7 @@ def exposure_flow(db_path: Path, profile: str = "nhc-v6", as_of: dt.datetime | N
     try:
         as_of = as_of or exposures.default_as_of(con)
         params = exposures.rule_parameters(rules, facilities, as_of)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            cases = build_cases(con, params)
-            by_setting = build_exposures(con, rules, params)
-            graph = build_graph(con)
-            exposures.record_run(con, rules, as_of)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        cases, by_setting, graph = database.in_transaction(con, _trace, con, rules, params, as_of)
         levels = dict(con.execute("SELECT contact_level, count(*) FROM core_contacts GROUP BY 1 ORDER BY 1")
                       .fetchall())
     finally:

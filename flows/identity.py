@@ -56,9 +56,9 @@ def identity_flow(db_path: Path, review_csv: Path, reviewed_pairs: Path | None =
     con = database.connect(db_path, schemas)
     try:
         identity.ensure_tables(con)
-        exact = _in_transaction(con, link_exact, con, schemas)  # new records, linked by ID: one step
+        exact = database.in_transaction(con, link_exact, con, schemas)  # new records, linked by ID: one step
         score_pairs(con, profile)  # reads only; its results are temporary tables
-        outcome, methods, persons = _in_transaction(con, _decide, con, profile, reviewed)
+        outcome, methods, persons = database.in_transaction(con, _decide, con, profile, reviewed)
         review_rows = linkage.export_review(con, review_csv)
     finally:
         con.close()
@@ -70,15 +70,3 @@ def identity_flow(db_path: Path, review_csv: Path, reviewed_pairs: Path | None =
 
 def _decide(con, profile, reviewed):
     return resolve_links(con, profile, reviewed), assign_communities(con), build_persons(con)
-
-
-def _in_transaction(con, step, *args):
-    """Run a step so that it commits whole or not at all."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        result = step(*args)
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-    return result

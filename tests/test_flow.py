@@ -100,3 +100,35 @@ def test_identity_flow_failing_half_way_leaves_the_previous_persons(prefect_engi
     with pytest.raises(RuntimeError, match="disk full"):
         identity_flow(db_path=db_path, review_csv=db_path.parent / "review.csv")
     assert query(db_path, "SELECT * FROM persons ORDER BY person_id") == before
+
+
+def test_exposures_cli_records_the_profile_and_a_failed_run_changes_nothing(prefect_engine, day1, db_path,
+                                                                            monkeypatch):
+    from trace24.cli import app
+    from transforms import contact_graph
+
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "--landing", str(day1.parent), "--db", str(db_path),
+                               "--no-validate"]).exit_code == 0
+    assert runner.invoke(app, ["link", "--db", str(db_path)]).exit_code == 0
+    result = runner.invoke(app, ["exposures", "--db", str(db_path), "--profile", "nhc-v8"])
+    assert result.exit_code == 0, result.output
+    assert "cases" in result.output
+    assert query(db_path, "SELECT profile FROM exposure_runs") == [("nhc-v8",)]
+    assert query(db_path, "SELECT count(*) FROM core_cases") == [(1,)]
+
+    bad = runner.invoke(app, ["exposures", "--db", str(db_path), "--profile", "nhc-v99"])
+    assert bad.exit_code == 2 and "nhc-v99" in bad.output
+
+    def broken(con):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(contact_graph, "build_graph_tables", broken)
+    # As of a day before the positive result, the run would find no case: had the cases it wrote
+    # before failing stayed, the count below would be 0.
+    failed = runner.invoke(app, ["exposures", "--db", str(db_path), "--profile", "nhc-v6",
+                                 "--as-of", "2020-02-01 00:00:00"])
+    assert failed.exit_code != 0
+    assert query(db_path, "SELECT profile FROM exposure_runs") == [("nhc-v8",)]
+    assert query(db_path, "SELECT count(*) FROM core_cases") == [(1,)]

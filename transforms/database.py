@@ -97,6 +97,18 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None)
     return rows[0][0] if rows else None
 
 
+def in_transaction(con: duckdb.DuckDBPyConnection, step, *args):
+    """Run ``step(*args)`` so that what it writes commits whole or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = step(*args)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return result
+
+
 def bound_parameters(sql: str, params: dict) -> dict:
     """The parameters ``sql`` uses: DuckDB refuses unused ones (a feed without times has no $time_formats).
     Whole names only: ``$days_before_sample`` is not bound by ``$days_before_sample_onset_unknown``."""
