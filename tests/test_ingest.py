@@ -15,7 +15,7 @@ import pytest
 from schemas import load_schemas
 from tests.conftest import LAB_HEADER, ingest_landing, lab_row, query, write_csv
 from trace24 import idcard
-from transforms import normalise, staged
+from transforms import database, normalise, staged
 
 
 def staged_labs(db_path):
@@ -175,7 +175,7 @@ def test_typed_times_and_per_value_columns_stage_as_text_cells_per_row_do():
 
     def stage(feed_contract, source, typed_columns=frozenset()):
         sql = staged.staging_query(feed_contract, source, typed_columns)
-        return con.execute(f"SELECT * FROM ({sql}) ORDER BY source_row_number", staged._bound(sql, params)).fetchall()
+        return con.execute(f"SELECT * FROM ({sql}) ORDER BY source_row_number", database.bound_parameters(sql, params)).fetchall()
 
     expected = stage(per_row, lineage + "* FROM cells")
     typed = stage(contract, lineage + "* REPLACE (CAST(scanned_at AS TIMESTAMP) AS scanned_at) FROM cells",
