@@ -63,17 +63,20 @@ GENERATE = (
        FROM range(7, $n + 1, 500) AS t(i)""",
     """INSERT INTO person_records SELECT 'lab_results', 1, i, i, 'exact_id', 1.0 FROM range(7, $n + 1, 500) AS t(i)""",
     """INSERT INTO person_records SELECT 'case_reports', 1, i, i, 'exact_id', 1.0 FROM range(7, $n + 1, 500) AS t(i)""",
-    # Trips: one resident in 20 takes one of n/2000 trips a day (trains with 16 cars, flights, buses).
+    # Trips: one resident in 20 (cases among them) travels once; travellers k = i // 20 fill trips of 60
+    # seats (16 train cars, 20 aircraft rows); trip slot s = k // 60 departs on day s % 14.
     """INSERT INTO staged_transport BY NAME
        SELECT 1 AS load_id, CAST($day0 AS DATE) AS delivery_date, 'trips.csv' AS source_file, i AS source_row_number,
-              ['火车', '飞机', '客车'][1 + (i // 20) % 3] AS mode, 'T' || ((i // 20) % ($n // 2000 + 1)) AS trip_number,
-              CAST($day0 AS DATE) + CAST(((i // 20) // ($n // 2000 + 1)) % 14 AS INTEGER) AS departure_date,
-              lpad(CAST(i % 16 AS VARCHAR), 2, '0') AS car, CAST(i % 30 AS VARCHAR) || 'A' AS seat,
-              $day0 + to_days(CAST(((i // 20) // ($n // 2000 + 1)) % 14 AS INTEGER)) + INTERVAL 8 HOUR AS departed_at,
-              $day0 + to_days(CAST(((i // 20) // ($n // 2000 + 1)) % 14 AS INTEGER)) + INTERVAL 12 HOUR AS arrived_at,
+              ['火车', '飞机', '客车'][CAST(1 + (i // 20 // 60) % 3 AS BIGINT)] AS mode,
+              'T' || (i // 20 // 60 // 14) AS trip_number,
+              CAST($day0 AS DATE) + CAST((i // 20 // 60) % 14 AS INTEGER) AS departure_date,
+              lpad(CAST((i // 20) % 4 AS VARCHAR), 2, '0') AS car,
+              CAST(1 + ((i // 20) % 60) // 3 AS VARCHAR) || ['A', 'B', 'C'][CAST(1 + (i // 20) % 3 AS BIGINT)] AS seat,
+              $day0 + to_days(CAST((i // 20 // 60) % 14 AS INTEGER)) + INTERVAL 8 HOUR AS departed_at,
+              $day0 + to_days(CAST((i // 20 // 60) % 14 AS INTEGER)) + INTERVAL 12 HOUR AS arrived_at,
               true AS is_current, false AS is_deleted
-       FROM range(1, $n + 1, 20) AS t(i)""",
-    """INSERT INTO person_records SELECT 'transport', 1, i, i, 'exact_id', 1.0 FROM range(1, $n + 1, 20) AS t(i)""",
+       FROM range(7, $n + 1, 20) AS t(i)""",
+    """INSERT INTO person_records SELECT 'transport', 1, i, i, 'exact_id', 1.0 FROM range(7, $n + 1, 20) AS t(i)""",
     # Interviews: ten listed contacts per case.
     """INSERT INTO staged_investigations BY NAME
        SELECT 1 AS load_id, CAST($day0 AS DATE) AS delivery_date, 'inv.csv' AS source_file,
@@ -124,7 +127,8 @@ def measure(db_path: Path) -> None:
         steps.append((name, time.perf_counter() - started))
     counts = con.execute("SELECT (SELECT count(*) FROM core_cases), (SELECT count(*) FROM core_exposures), "
                          "(SELECT count(*) FROM core_contacts)").fetchall()[0]
-    print(json.dumps({"scans": scans, "floor": floor, "steps": steps, "cases": counts[0], "exposures": counts[1],
+    by_rule = dict(con.execute("SELECT rule_id, count(*) FROM core_exposures GROUP BY ALL ORDER BY 1").fetchall())
+    print(json.dumps({"by_rule": by_rule, "scans": scans, "floor": floor, "steps": steps, "cases": counts[0], "exposures": counts[1],
                       "contacts": counts[2],
                       "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 
@@ -158,6 +162,7 @@ def main() -> None:
         print(f"\nexposure benchmark: {residents:,} residents, {args.days} days, {os.cpu_count()} cores")
         print(f"place scans {result['scans']:,}; cases {result['cases']:,}; exposure rows {result['exposures']:,}; "
               f"contacts {result['contacts']:,}")
+        print("exposure rows by rule: " + ", ".join(f"{rule} {n:,}" for rule, n in result["by_rule"].items()))
         print(f"{'step':<28}{'seconds':>9}")
         print(f"{'plain scan of place scans':<28}{result['floor']:>9.2f}   (the floor)")
         for name, seconds in result["steps"]:
