@@ -128,8 +128,8 @@ def measure(db_path: Path) -> None:
     counts = con.execute("SELECT (SELECT count(*) FROM core_cases), (SELECT count(*) FROM core_exposures), "
                          "(SELECT count(*) FROM core_contacts)").fetchall()[0]
     by_rule = dict(con.execute("SELECT rule_id, count(*) FROM core_exposures GROUP BY ALL ORDER BY 1").fetchall())
-    print(json.dumps({"by_rule": by_rule, "scans": scans, "floor": floor, "steps": steps, "cases": counts[0], "exposures": counts[1],
-                      "contacts": counts[2],
+    print(json.dumps({"by_rule": by_rule, "scans": scans, "floor": floor, "steps": steps, "cases": counts[0],
+                      "exposures": counts[1], "contacts": counts[2],
                       "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 
 

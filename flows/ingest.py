@@ -7,6 +7,7 @@ writer); each file is its own transaction, so an interrupted run keeps what it f
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -21,9 +22,9 @@ log = logging.getLogger(__name__)
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def discover_files(landing_dir: Path, feeds_by_agency: dict[str, list[str]]):
+def discover_files(landing_dir: Path, feeds_by_agency: dict[str, list[str]], through: dt.date | None = None):
     """Reading the landing folder is I/O: retried when a share hiccups."""
-    return landing.discover(landing_dir, feeds_by_agency)
+    return landing.discover(landing_dir, feeds_by_agency, through)
 
 
 @task(cache_policy=NONE, task_run_name="ingest {landed.relative_path}")
@@ -47,18 +48,20 @@ def validate_loads(con, schemas, db_path: Path, outcomes: list[ingest.FileOutcom
 
 @flow(name="ingest", log_prints=False)
 def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None, run_validation: bool = True,
-                progress: bool = False) -> dict:
-    """Load every new file under ``landing_dir`` into the DuckDB file ``db_path``."""
+                progress: bool = False, through: dt.date | None = None) -> dict:
+    """Load every new file under ``landing_dir`` into the DuckDB file ``db_path`` (delivery days up to
+    ``through`` only, when given)."""
     logger = get_run_logger()
     schemas = load_schemas(schemas_dir)  # a broken configuration stops here, before any data
     feeds_by_agency: dict[str, list[str]] = {}
     for contract in schemas.feeds.values():
         feeds_by_agency.setdefault(contract.agency, []).append(contract.feed)
-    files, unknown = discover_files(landing_dir, feeds_by_agency)
+    files, unknown = discover_files(landing_dir, feeds_by_agency, through)
     con = database.connect(db_path, schemas)
     try:
         run_id = ingest.start_run(con, landing_dir)
-        warnings = ingest.record_warnings(con, run_id, ingest.missing_feeds(schemas, landing_dir, files), unknown)
+        missing = ingest.missing_feeds(schemas, landing_dir, files, through)
+        warnings = ingest.record_warnings(con, run_id, missing, unknown)
         for text in warnings:
             logger.warning(text)
         outcomes = []

@@ -43,6 +43,61 @@ class RuleProfile:
     close_contact_home_days: int
     secondary_contact_days: int
     assumed_contact_isolation_hours: float
+    categories: CategoryRules
+
+
+CATEGORIES = ("confirmed", "suspected", "fever", "close_contact", "secondary_contact")
+ACTIONS = ("confirmed_severe", "confirmed_mild", "asymptomatic", "suspected", "fever", "close_contact",
+           "secondary_contact", "released")
+EPI_AREAS = ("compound", "community")
+
+
+@dataclass(frozen=True)
+class CategoryRules:
+    """The four categories' entry, release and action rules of a profile."""
+    fever_threshold_c: float
+    fever_observation_days: int
+    exclusion_negative_tests: int
+    exclusion_hours_apart: float
+    ct_markers: tuple[str, ...]
+    white_cell_at_most: float
+    lymphocyte_below: float
+    epi_days: int
+    epi_area: str
+    actions: dict[str, str]            # ACTIONS → the text printed on the lists
+    severe_levels: tuple[str, ...]
+    action_within_hours: dict[str, float]   # CATEGORIES → hours
+
+
+def _category_rules(path: Path, data: dict) -> CategoryRules:
+    clinical = (data.get("categories") or {}).get("clinical_rule")
+    if not isinstance(clinical, dict):
+        raise SchemaError(f"{path}: missing categories.clinical_rule")
+    actions = data.get("actions") or {}
+    missing = [key for key in ACTIONS if not str(actions.get(key) or "").strip()]
+    if missing:
+        raise SchemaError(f"{path}: actions: missing {', '.join(missing)}")
+    within = data.get("action_within_hours") or {}
+    hours = {key: _number(path, data, "action_within_hours", key) for key in CATEGORIES if key in within}
+    if set(hours) != set(CATEGORIES):
+        raise SchemaError(f"{path}: action_within_hours must give hours for {', '.join(CATEGORIES)}")
+    wrapped = {"clinical_rule": clinical}
+    if clinical.get("epi_area") not in EPI_AREAS:
+        raise SchemaError(f"{path}: categories.clinical_rule.epi_area must be one of {', '.join(EPI_AREAS)}")
+    return CategoryRules(
+        fever_threshold_c=_number(path, data, "categories", "fever_threshold_c", minimum=35),
+        fever_observation_days=int(_number(path, data, "categories", "fever_observation_days")),
+        exclusion_negative_tests=int(_number(path, data, "categories", "exclusion_negative_tests", minimum=1)),
+        exclusion_hours_apart=_number(path, data, "categories", "exclusion_hours_apart"),
+        ct_markers=tuple(str(v) for v in clinical.get("ct_markers") or ()),
+        white_cell_at_most=_number(path, wrapped, "clinical_rule", "white_cell_at_most"),
+        lymphocyte_below=_number(path, wrapped, "clinical_rule", "lymphocyte_below"),
+        epi_days=int(_number(path, wrapped, "clinical_rule", "epi_days")),
+        epi_area=clinical["epi_area"],
+        actions={key: str(actions[key]).strip() for key in ACTIONS},
+        severe_levels=tuple(str(v) for v in data.get("severe_levels") or ()),
+        action_within_hours=hours,
+    )
 
 
 @dataclass(frozen=True)
@@ -117,6 +172,7 @@ def load_rule_profile(name_or_path: str | Path, rules_dir: Path | None = None) -
         close_contact_home_days=int(_number(path, data, "observation", "close_contact_home_days")),
         secondary_contact_days=int(_number(path, data, "observation", "secondary_contact_days")),
         assumed_contact_isolation_hours=_number(path, data, "observation", "assumed_contact_isolation_hours"),
+        categories=_category_rules(path, data),
     )
 
 

@@ -173,3 +173,43 @@ def format_contacts(report: dict) -> str:
         f"  precision {report['precision']:.4f}  recall {report['recall']:.4f}  "
         f"recall where the source is a known case {report['recall_of_findable']:.4f}",
     ])
+
+
+CATEGORIES_SQL = TRUTH_RECORDS_SQL + """
+, truth_of_person AS (
+    -- The truth's person behind a person_id: the one most of its records are about.
+    SELECT person_id, mode(truth_key) AS person_key FROM grouped GROUP BY person_id
+),
+truth_categories AS (
+    SELECT person_key, category FROM read_csv($categories, all_varchar = true)
+),
+found AS (
+    SELECT DISTINCT t.person_key, f.category
+    FROM four_categories AS f JOIN truth_of_person AS t USING (person_id)
+),
+compared AS (
+    SELECT coalesce(f.category, t.category) AS category,
+           f.person_key IS NOT NULL AS is_found, t.person_key IS NOT NULL AS is_true
+    FROM found AS f FULL JOIN truth_categories AS t USING (person_key, category)
+)
+SELECT category, count(*) FILTER (WHERE is_found), count(*) FILTER (WHERE is_true),
+       count(*) FILTER (WHERE is_found AND is_true)
+FROM compared GROUP BY category
+ORDER BY list_position(['confirmed', 'suspected', 'fever', 'close_contact', 'secondary_contact'], category)
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+
+def evaluate_categories(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> list[tuple]:
+    """Per category: (category, found, true, correct, precision, recall) of ``four_categories``
+    against ``truth/categories.csv`` (a person counts once, as the truth's person)."""
+    params = {"records": str(truth_dir / "records.csv"), "categories": str(truth_dir / "categories.csv")}
+    rows = con.execute(CATEGORIES_SQL, params).fetchall()
+    return [(c, f, t, ok, ok / f if f else 1.0, ok / t if t else 1.0) for c, f, t, ok in rows]
+
+
+def format_categories(rows) -> str:
+    lines = ["four categories (against truth/categories.csv)",
+             f"{'category':<20}{'found':>7}{'true':>7}{'correct':>9}{'precision':>11}{'recall':>9}"]
+    for category, found, true, correct, precision, recall in rows:
+        lines.append(f"{category:<20}{found:>7,}{true:>7,}{correct:>9,}{precision:>11.4f}{recall:>9.4f}")
+    return "\n".join(lines)

@@ -114,10 +114,11 @@ def ingest_file(con: duckdb.DuckDBPyConnection, schemas: Schemas, landed: landin
                        result.rows_quarantined + malformed, result.rows_superseded)
 
 
-def missing_feeds(schemas: Schemas, landing_dir: Path, files: list[landing.LandedFile]) -> list[tuple[dt.date, str]]:
+def missing_feeds(schemas: Schemas, landing_dir: Path, files: list[landing.LandedFile],
+                  through: dt.date | None = None) -> list[tuple[dt.date, str]]:
     """(day, feed) pairs with no file on a delivery day: a warning, never an error."""
     delivered = {(f.delivery_date, f.feed) for f in files}
-    return [(day, feed) for day, _ in landing.delivery_days(landing_dir) for feed in sorted(schemas.feeds)
+    return [(day, feed) for day, _ in landing.delivery_days(landing_dir, through) for feed in sorted(schemas.feeds)
             if (day, feed) not in delivered]
 
 

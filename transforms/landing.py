@@ -50,22 +50,26 @@ class MalformedRow:
     expected: int
 
 
-def delivery_days(landing: Path) -> list[tuple[dt.date, Path]]:
-    """The delivery-day folders (YYYY-MM-DD), oldest first; other entries are ignored."""
+def delivery_days(landing: Path, through: dt.date | None = None) -> list[tuple[dt.date, Path]]:
+    """The delivery-day folders (YYYY-MM-DD), oldest first, up to ``through`` when given (a run as of
+    a past time sees only what had been delivered by then); other entries are ignored."""
     days = []
     for entry in sorted(landing.iterdir()):
         if entry.is_dir() and _DAY.match(entry.name):
             try:
-                days.append((dt.date.fromisoformat(entry.name), entry))
+                day = dt.date.fromisoformat(entry.name)
             except ValueError:
                 continue
+            if through is None or day <= through:
+                days.append((day, entry))
     return days
 
 
-def discover(landing: Path, feeds_by_agency: dict[str, list[str]]) -> tuple[list[LandedFile], list[str]]:
+def discover(landing: Path, feeds_by_agency: dict[str, list[str]],
+             through: dt.date | None = None) -> tuple[list[LandedFile], list[str]]:
     """Every landed file that belongs to a known feed, in a fixed order, and what is not recognised."""
     files, unknown = [], []
-    for day, folder in delivery_days(landing):
+    for day, folder in delivery_days(landing, through):
         for agency in sorted(p.name for p in folder.iterdir() if p.is_dir()):
             feeds = feeds_by_agency.get(agency)
             for path in sorted((folder / agency).iterdir()):

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base import fmt_date, fmt_ts
+from .categories import CATEGORY_HEADER, true_categories
 from .deliver import Books, vocab, write_plain
 from .geo import DISTRICTS
 from .people import KIND_NEWCOMER, KIND_REGISTER
@@ -106,6 +107,16 @@ def write_truth(truth: Path, w: World, books: Books, scan_people: dict[int, np.n
         referenced.update((e.exposed, e.source))
     f.close()
 
+    # categories.csv: who is in which of the four categories at the horizon (nhc-v6 rules).
+    categories = true_categories(w)
+    f, out = open_csv(truth / "categories.csv")
+    out.writerow(CATEGORY_HEADER)
+    for person in sorted(categories):
+        category, asymptomatic, reason = categories[person]
+        out.writerow([pop.key(person), category, str(asymptomatic).lower(), reason])
+        referenced.add(person)
+    f.close()
+
     # persons.csv: the register (column-wise), then everyone else who shows up anywhere.
     f, out = open_csv(truth / "persons.csv")
     out.writerow(["person_key", "id_number", "id_type", "name", "sex", "birth_date", "phone", "in_register",
@@ -143,6 +154,7 @@ def write_truth(truth: Path, w: World, books: Books, scan_people: dict[int, np.n
         "cases_by_setting": dict(sorted(Counter(c.setting for c in cases).items())),
         "cases_reported": sum(1 for c in cases if c.reported_at is not None),
         "exposures": len(w.exposures),
+        "categories": dict(sorted(Counter(c[0] for c in categories.values()).items())),
         "exposures_by_setting": dict(sorted(Counter(e.setting for e in w.exposures).items())),
         "rows_by_feed": dict(sorted(feed_rows.items())),
         "faults": len(books.faults),
