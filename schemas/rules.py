@@ -67,6 +67,7 @@ class CategoryRules:
     actions: dict[str, str]            # ACTIONS → the text printed on the lists
     severe_levels: tuple[str, ...]
     action_within_hours: dict[str, float]   # CATEGORIES → hours
+    clock_target_hours: float               # the tracing clock's target
 
 
 def _category_rules(path: Path, data: dict) -> CategoryRules:
@@ -97,6 +98,7 @@ def _category_rules(path: Path, data: dict) -> CategoryRules:
         actions={key: str(actions[key]).strip() for key in ACTIONS},
         severe_levels=tuple(str(v) for v in data.get("severe_levels") or ()),
         action_within_hours=hours,
+        clock_target_hours=_number(path, data, "clock", "target_hours"),
     )
 
 

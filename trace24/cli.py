@@ -157,6 +157,60 @@ def exposures(
 
 
 @app.command()
+def run(
+    landing: Path = typer.Option(..., "--landing", exists=True, file_okay=False, help="Landing folder."),
+    db: Path = typer.Option(..., "--db", dir_okay=False, help="DuckDB file (created if missing)."),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="Where the lists go: OUT/<as-of date>/..."),
+    as_of: datetime = typer.Option(None, "--as-of",
+                                   help="What the run may know (deliveries of earlier days); default: everything."),
+    profile: str = typer.Option("nhc-v6", "--profile", help="Rule profile under schemas/rules/ (or a .yaml path)."),
+    truth: Path = typer.Option(None, "--truth", exists=True, file_okay=False,
+                               help="A generated city's truth folder: print precision and recall per category."),
+    validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
+) -> None:
+    """Every stage end to end: ingest, identity, exposures, the four categories, the lists, the clock."""
+    _prefect_defaults()
+    from schemas import SchemaError
+    from schemas.rules import load_rule_profile
+    from transforms.community_lists import load_layout
+
+    try:
+        load_rule_profile(profile)
+        load_layout()
+    except SchemaError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    from flows.daily import daily_tracing
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    result = daily_tracing(landing_dir=landing, db_path=db, out_dir=out, as_of=as_of, profile=profile,
+                           run_validation=validate, progress=console.is_terminal)
+    table = Table(title=f"trace24 run as of {result['as_of']} ({result['profile']})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in (("persons", result["persons"]), ("cases", result["cases"]),
+                         *((f"category: {c}", n) for c, n in result["categories"].items()),
+                         ("list files", result["list_files"]), ("list rows", result["list_rows"])):
+        table.add_row(label, f"{value:,}")
+    console.print(table)
+    clock = Table(title="24-hour clock: cases by district and day of clock start")
+    for name in ("district", "day", "cases", "met", "missed", "pending", "compliance"):
+        clock.add_column(name, justify="left" if name in ("district", "day") else "right")
+    for row in result["compliance"]:
+        clock.add_row(*row[:6], "-" if row[6] == "None" else f"{float(row[6]):.0%}")
+    console.print(clock)
+    console.print(f"Lists: {result['lists_dir']} (manifest.json lists every file with its SHA-256)")
+    if truth:
+        import duckdb
+
+        from trace24.evaluation import evaluate_categories, format_categories
+
+        with duckdb.connect(str(db), read_only=True) as con:
+            console.print(format_categories(evaluate_categories(con, truth)))
+
+
+@app.command()
 def evaluate(
     db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file after ingest and link."),
     truth: Path = typer.Option(PROJECT_ROOT / "data" / "sample" / "truth", "--truth", exists=True, file_okay=False,
@@ -165,7 +219,14 @@ def evaluate(
     """Link precision and recall, community accuracy and close contacts, against a generated city's truth."""
     import duckdb
 
-    from trace24.evaluation import evaluate_contacts, evaluate_identity, format_contacts, format_report
+    from trace24.evaluation import (
+        evaluate_categories,
+        evaluate_contacts,
+        evaluate_identity,
+        format_categories,
+        format_contacts,
+        format_report,
+    )
 
     with duckdb.connect(str(db), read_only=True) as con:
         console.print(format_report(evaluate_identity(con, truth)))
@@ -174,6 +235,11 @@ def evaluate(
         if has_contacts:
             console.print()
             console.print(format_contacts(evaluate_contacts(con, truth)))
+        has_categories = con.execute("SELECT count(*) FROM information_schema.tables "
+                                     "WHERE table_name = 'four_categories'").fetchall()[0][0]
+        if has_categories:
+            console.print()
+            console.print(format_categories(evaluate_categories(con, truth)))
 
 
 @app.command()
