@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from test_exposures import AS_OF, CASE, Scenario
 
 from schemas.rules import load_facilities, load_rule_profile
+from tests.test_exposures import AS_OF, CASE, Scenario
 from transforms import categories
 
 T = dt.datetime

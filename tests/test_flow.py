@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -132,3 +133,60 @@ def test_exposures_cli_records_the_profile_and_a_failed_run_changes_nothing(pref
     assert failed.exit_code != 0
     assert query(db_path, "SELECT profile FROM exposure_runs") == [("nhc-v8",)]
     assert query(db_path, "SELECT count(*) FROM core_cases") == [(1,)]
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path):
+    """`trace24 run` end to end on the sample, day by day from day 3: the categories against the
+    truth, lists holding their own residents only, statuses against the day before, the clock."""
+    from trace24.cli import app
+    from trace24.evaluation import evaluate_categories
+
+    db, out = tmp_path / "t.duckdb", tmp_path / "out"
+    runner = CliRunner()
+    common = ["run", "--landing", str(SAMPLE / "landing"), "--db", str(db), "--out", str(out), "--no-validate"]
+    for day in ("2020-02-13", "2020-02-14"):
+        first = runner.invoke(app, [*common, "--as-of", f"{day}T00:00"])
+        assert first.exit_code == 0, first.output
+    second = runner.invoke(app, [*common, "--as-of", "2020-02-15T00:00", "--truth", str(SAMPLE / "truth")])
+    assert second.exit_code == 0, second.output
+    assert "24-hour clock" in second.output and "four categories" in second.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        scores = {row[0]: row[4:] for row in evaluate_categories(con, SAMPLE / "truth")}
+        assert scores["confirmed"] == (1.0, 1.0)
+        assert scores["suspected"][0] >= 0.9 and scores["suspected"][1] == 1.0
+        assert min(scores["fever"]) >= 0.95
+        assert scores["close_contact"][1] == 1.0   # precision is the venue rule's (see README)
+        # A community's file holds its own residents only.
+        assert con.execute("""SELECT count(*) FROM out_list_rows AS o JOIN persons AS p USING (person_id)
+                              WHERE o.community_code IS NOT NULL
+                                AND o.community_code IS DISTINCT FROM p.community_code
+                                AND o.status <> 'released'""").fetchall() == [(0,)]
+        # Statuses against the day before: new = not on that list, released = no longer on it.
+        wrong = con.execute("""
+            WITH earlier AS (SELECT * FROM out_list_rows WHERE as_of = TIMESTAMP '2020-02-13' AND status <> 'released'),
+                 later AS (SELECT * FROM out_list_rows WHERE as_of = TIMESTAMP '2020-02-14')
+            SELECT count(*) FROM later LEFT JOIN earlier USING (list_file, person_id)
+            WHERE (later.status = 'new') <> (earlier.person_id IS NULL)""").fetchall()[0][0]
+        assert wrong == 0
+        released = con.execute("""
+            SELECT count(*) FROM out_list_rows AS d4
+            WHERE d4.as_of = TIMESTAMP '2020-02-13' AND d4.status <> 'released'
+              AND NOT EXISTS (SELECT 1 FROM out_list_rows AS d5
+                              WHERE d5.as_of = TIMESTAMP '2020-02-14' AND d5.status <> 'released'
+                                AND d5.person_id = d4.person_id AND d5.list_file = d4.list_file)
+        """).fetchall()[0][0]
+        assert released == con.execute("SELECT count(*) FROM out_list_rows WHERE as_of = TIMESTAMP '2020-02-14' "
+                                       "AND status = 'released'").fetchall()[0][0] > 0
+        statuses = dict(con.execute("SELECT status, count(*) FROM out_list_rows WHERE as_of = TIMESTAMP '2020-02-14' "
+                                    "GROUP BY 1").fetchall())
+        assert statuses.keys() >= {"new", "changed", "unchanged", "released"}
+        # The clock: one row per case with a clock start, and every missed case says why.
+        cases = con.execute("SELECT count(*) FROM core_cases WHERE clock_started_at IS NOT NULL").fetchall()[0][0]
+        assert con.execute("SELECT count(*) FROM tracing_clock").fetchall()[0][0] == cases
+        assert con.execute("SELECT count(*) FROM tracing_clock WHERE clock_status = 'missed' "
+                           "AND len(miss_reasons) = 0").fetchall() == [(0,)]
+    for day in ("2020-02-13", "2020-02-14", "2020-02-15"):
+        assert (out / day / "manifest.json").exists()

@@ -1,0 +1,184 @@
+"""The community lists: contents, privacy, Excel safety, paths, status against the previous list,
+and all-or-nothing writing. Built on the category scenarios, read back as a spreadsheet would
+(``csv`` with the UTF-8 byte-order mark Excel needs)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from schemas.rules import load_rule_profile
+from tests.test_categories import Classified
+from tests.test_exposures import AS_OF, CASE
+from transforms import community_lists
+
+T = dt.datetime
+FLAT = {"compound": "大东花园", "building": "1栋", "unit": "1单元", "room": "101"}
+
+
+class Listed(Classified):
+    def __init__(self, db_path: Path, out_dir: Path):
+        super().__init__(db_path)
+        self.out = out_dir
+        for column, sql_type in (("name", "VARCHAR"), ("sex", "VARCHAR"), ("birth_date", "DATE"),
+                                 ("phone", "VARCHAR"), ("is_in_register", "BOOLEAN"), ("community_name", "VARCHAR"),
+                                 ("district", "VARCHAR"), ("grid", "VARCHAR"), ("address_text", "VARCHAR")):
+            self.con.execute(f"ALTER TABLE persons ADD COLUMN {column} {sql_type}")
+
+    def resident(self, person_id: int, community: tuple[str, str, str, str], name: str, **extra) -> None:
+        code, community_name, street, district = community
+        self.person(person_id, household_id=extra.pop("household_id", f"H{person_id}"), community_code=code,
+                    **{**FLAT, **extra})
+        self.con.execute("UPDATE persons SET name = ?, sex = '男', birth_date = DATE '1980-05-01', "
+                         "phone = '13800138000', is_in_register = true, community_name = ?, district = ?, "
+                         "grid = '网格1', id_number = '420102198005010011' WHERE person_id = ?",
+                         [name, community_name, district, person_id])
+        if not self.con.execute("SELECT count(*) FROM staged_communities WHERE community_code = ?",
+                                [code]).fetchall()[0][0]:
+            self.con.execute("INSERT INTO staged_communities BY NAME SELECT 1 AS load_id, DATE '2020-02-05' "
+                             "AS delivery_date, 'c.csv' AS source_file, 1 AS source_row_number, ? AS community_code, "
+                             "? AS community_name, ? AS street, ? AS district, true AS is_current, "
+                             "false AS is_deleted", [code, community_name, street, district])
+
+    def deliver(self, as_of=AS_OF) -> Path:
+        self.classify(as_of=as_of)
+        layout = community_lists.load_layout()
+        community_lists.build_list_rows(self.con, community_lists.list_parameters(
+            layout, load_rule_profile("nhc-v6"), as_of))
+        staging = community_lists.staging_folder(self.out, as_of)
+        community_lists.write_lists(self.con, layout, staging, as_of, "nhc-v6")
+        return community_lists.publish(staging, self.out, as_of)
+
+
+def read_list(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:   # as Excel opens it
+        return list(csv.DictReader(handle))
+
+
+PARK = ("420106002001", "和平社区", "积玉桥街道", "武昌区")
+RIVER = ("420106002002", "临江社区", "积玉桥街道", "武昌区")
+
+
+@pytest.fixture
+def city(tmp_path):
+    c = Listed(tmp_path / "lists.duckdb", tmp_path / "out")
+    yield c
+    c.con.close()
+
+
+def household_outbreak(city: Listed) -> None:
+    """A case in 和平社区 with two household members; a fever patient in 临江社区."""
+    city.resident(CASE, PARK, "张伟", household_id="H1")
+    city.resident(2, PARK, "李娜", household_id="H1", room="1101")
+    city.resident(3, PARK, "王芳", household_id="H1", building="10栋")
+    city.resident(4, RIVER, "赵敏")
+    city.case(onset=dt.date(2020, 1, 31))
+    city.visit(4, T(2020, 2, 8, 9), 38.0)
+
+
+def test_each_community_gets_its_own_residents_with_masked_ids_and_chinese_headers(city):
+    household_outbreak(city)
+    folder = city.deliver()
+    park = folder / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv"
+    river = folder / "武昌区" / "积玉桥街道" / "420106002002_临江社区.csv"
+    assert park.read_bytes().startswith(b"\xef\xbb\xbf")
+    rows = read_list(park)
+    assert list(rows[0]) == list(community_lists.load_layout().headers)
+    assert [r["姓名"] for r in rows] == ["张伟", "李娜", "王芳"]         # by building number: 1栋 before 10栋
+    assert {r["类别"] for r in rows} == {"确诊患者", "密切接触者"}
+    contact = rows[1]
+    assert contact["证件号码"] == "420102********0011"
+    assert contact["判定依据"] == "与确诊病例同住" and contact["关联病例"] == "C0000001"
+    assert contact["处置措施"] == "集中隔离医学观察至2020-02-17" and contact["状态"] == "新增"
+    assert "张伟" not in contact.values()                            # the case's name is never on a contact row
+    assert [r["姓名"] for r in read_list(river)] == ["赵敏"]
+    assert read_list(river)[0]["判定依据"] == "发热门诊就诊"
+
+
+def test_manifest_counts_and_hashes_every_file(city):
+    import hashlib
+    import json
+
+    household_outbreak(city)
+    folder = city.deliver()
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert sum(f["rows"] for f in manifest["files"]) == manifest["rows"] == 4
+    for entry in manifest["files"]:
+        assert hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    park = next(f for f in manifest["files"] if f["file"].endswith("和平社区.csv"))
+    assert park["by_category"] == {"close_contact": 2, "confirmed": 1}
+
+
+def test_formula_cells_cannot_run_in_excel(city):
+    household_outbreak(city)
+    city.con.execute("UPDATE persons SET name = '=HYPERLINK(\"http://x\",\"点我\")', phone = '+8613800138000', "
+                     "room = '@SUM(A1)' WHERE person_id = 2")
+    rows = read_list(city.deliver() / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv")
+    contact = next(r for r in rows if "HYPERLINK" in r["姓名"])
+    assert contact["姓名"].startswith("'=") and contact["联系电话"].startswith("'+")
+    assert contact["房号"].startswith("'@")
+    for row in rows:
+        assert not any(v.startswith(("=", "+", "-", "@")) for v in row.values())
+
+
+def test_names_from_data_cannot_leave_the_output_folder(city):
+    escape = ("420106002003", "../../../etc/passwd", "../..", "/tmp/abs")
+    city.resident(5, escape, "钱七")
+    city.visit(5, T(2020, 2, 8, 9), 38.0)
+    folder = city.deliver()
+    written = [p for p in city.out.rglob("*.csv")]
+    assert written and all(p.resolve().is_relative_to(folder.resolve()) for p in written)
+
+
+def test_second_run_marks_new_changed_released(city):
+    household_outbreak(city)
+    city.deliver(as_of=T(2020, 2, 9))
+    # A day later: the fever patient tests negative (released), a household member's phone changes
+    # (changed), and a new fever patient appears (new).
+    city.test(4, T(2020, 2, 9, 1))
+    city.con.execute("UPDATE persons SET phone = '13900139000' WHERE person_id = 2")
+    city.resident(6, RIVER, "孙丽")
+    city.visit(6, T(2020, 2, 9, 20), 38.4)
+    folder = city.deliver(as_of=T(2020, 2, 10))
+    park = {r["姓名"]: r["状态"] for r in read_list(folder / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv")}
+    river = {r["姓名"]: r for r in read_list(folder / "武昌区" / "积玉桥街道" / "420106002002_临江社区.csv")}
+    assert park == {"张伟": "在管", "李娜": "变更", "王芳": "在管"}
+    assert river["赵敏"]["状态"] == "解除" and river["赵敏"]["处置措施"] == "解除管控"
+    assert river["孙丽"]["状态"] == "新增"
+    # The same as-of again: the same bytes.
+    before = {p: p.read_bytes() for p in folder.rglob("*")if p.is_file()}
+    city.deliver(as_of=T(2020, 2, 10))
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_failed_write_leaves_the_previous_lists_whole(city, monkeypatch):
+    household_outbreak(city)
+    folder = city.deliver()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    calls = []
+
+    def failing_write(path, header, rows):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_write(path, header, rows)
+
+    real_write = community_lists.write_csv
+    monkeypatch.setattr(community_lists, "write_csv", failing_write)
+    with pytest.raises(OSError):
+        city.deliver()
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_people_without_a_community_go_to_their_districts_unplaced_list(city):
+    household_outbreak(city)
+    city.con.execute("UPDATE persons SET community_code = NULL, community_name = NULL, district = '武昌区', "
+                     "is_in_register = false, address_text = '武昌区某宾馆' WHERE person_id = 3")
+    folder = city.deliver()
+    unplaced = read_list(folder / "武昌区" / "未落地人员.csv")
+    assert [(r["姓名"], r["现住址"]) for r in unplaced] == [("王芳", "武昌区某宾馆")]
+    park = read_list(folder / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv")
+    assert "王芳" not in {r["姓名"] for r in park}
