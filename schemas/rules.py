@@ -88,7 +88,7 @@ def _category_rules(path: Path, data: dict) -> CategoryRules:
     return CategoryRules(
         fever_threshold_c=_number(path, data, "categories", "fever_threshold_c", minimum=35),
         fever_observation_days=int(_number(path, data, "categories", "fever_observation_days")),
-        exclusion_negative_tests=int(_number(path, data, "categories", "exclusion_negative_tests", minimum=1)),
+        exclusion_negative_tests=int(_number(path, data, "categories", "exclusion_negative_tests", minimum=2)),
         exclusion_hours_apart=_number(path, data, "categories", "exclusion_hours_apart"),
         ct_markers=tuple(str(v) for v in clinical.get("ct_markers") or ()),
         white_cell_at_most=_number(path, wrapped, "clinical_rule", "white_cell_at_most"),

@@ -11,7 +11,7 @@ import datetime as dt
 
 import pytest
 
-from schemas.rules import load_facilities, load_rule_profile
+from schemas.rules import RULES_DIR, load_facilities, load_rule_profile
 from tests.test_exposures import AS_OF, CASE, Scenario
 from transforms import categories
 
@@ -88,6 +88,27 @@ def test_suspected_card_and_exclusion_by_two_negatives_24_hours_apart(city):
     city.test(2, T(2020, 2, 6, 12))               # 25 h after the first: excluded once reported
     assert 2 not in city.classify(as_of=T(2020, 2, 10, 1))
     assert city.history(2)[-1] == ("suspected", None, "excluded_by_negative_tests")
+
+
+def test_profile_can_ask_for_three_negatives(city, tmp_path):
+    three = tmp_path / "three.yaml"
+    three.write_text((RULES_DIR / "nhc-v6.yaml").read_text(encoding="utf-8")
+                     .replace("exclusion_negative_tests: 2", "exclusion_negative_tests: 3"), encoding="utf-8")
+    city.add("case_reports", 2, card_id="K2", case_class="疑似病例", reported_at=T(2020, 2, 5, 10), card_status="新增")
+    city.test(2, T(2020, 2, 5, 11))
+    city.test(2, T(2020, 2, 6, 12))
+    assert city.classify(str(three))[2] == "suspected"       # two are not enough here
+    city.test(2, T(2020, 2, 7, 13))
+    assert 2 not in city.classify(str(three))
+
+
+def test_hospital_diagnosis_of_suspected_in_a_clinic_or_a_ward(city):
+    city.visit(2, T(2020, 2, 8, 9), 37.0, diagnosis="疑似新冠肺炎")
+    city.add("inpatients", 3, admission_id="A3", hospital_code="H01", ward="呼吸科", admitted_at=T(2020, 2, 8),
+             diagnosis="疑似新冠肺炎")
+    found = city.classify()
+    assert found[2] == found[3] == "suspected"
+    assert city.current(3)["reason"] == "hospital_diagnosis" and city.current(3)["action_key"] == "suspected"
 
 
 def test_card_revised_to_excluded_leaves_suspected(city):

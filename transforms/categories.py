@@ -30,8 +30,6 @@ from schemas.rules import CATEGORIES, RuleProfile
 from transforms.database import bound_parameters, current_records, scalar
 from transforms.exposures import evidence
 
-PRECEDENCE = {category: rank for rank, category in enumerate(CATEGORIES)}
-
 CANDIDATES_SQL = f"""
 CREATE OR REPLACE TABLE core_category_candidates AS
 WITH cards AS (
@@ -94,15 +92,15 @@ case_areas AS (
     SELECT p.community_code, CASE WHEN $epi_area = 'compound' THEN p.compound END AS compound,
            k.clock_started_at
     FROM core_cases AS k JOIN active_persons AS p USING (person_id)
-    WHERE p.community_code IS NOT NULL
+    WHERE p.community_code IS NOT NULL AND ($epi_area <> 'compound' OR p.compound IS NOT NULL)
 ),
 epidemiological AS (
     SELECT DISTINCT c.visit_id, c.load_id, c.source_row_number
     FROM clinical AS c
     JOIN active_persons AS p USING (person_id)
     JOIN case_areas AS a
-      ON a.community_code = p.community_code AND a.compound IS NOT DISTINCT FROM
-         (CASE WHEN $epi_area = 'compound' THEN p.compound END)
+      ON a.community_code = p.community_code
+     AND a.compound IS NOT DISTINCT FROM (CASE WHEN $epi_area = 'compound' THEN p.compound END)
     WHERE a.clock_started_at <= c.visited_at
       AND a.clock_started_at >= c.visited_at - to_days(CAST($epi_days AS INTEGER))
     UNION
@@ -142,15 +140,25 @@ suspected_entry AS (
            list(evidence ORDER BY happened_at, evidence.feed, evidence.load_id, evidence.source_row_number) AS evidence
     FROM suspicions GROUP BY person_id
 ),
-negative_pairs AS (
-    -- The later of two negatives sampled far enough apart after the suspicion: excluded once both are reported.
-    SELECT s.person_id,
-           min(greatest(coalesce(b.reported_at, b.sampled_at), coalesce(a.reported_at, a.sampled_at))) AS excluded_at
+suspect_negatives AS (
+    SELECT n.person_id, n.sampled_at, coalesce(n.reported_at, n.sampled_at) AS known_at
     FROM suspected_entry AS s
-    JOIN negatives AS a ON a.person_id = s.person_id AND a.sampled_at >= s.entered_at - INTERVAL 2 HOUR
-    JOIN negatives AS b ON b.person_id = s.person_id
-     AND b.sampled_at >= a.sampled_at + to_hours(CAST($exclusion_hours_apart AS BIGINT))
-    GROUP BY s.person_id
+    JOIN negatives AS n ON n.person_id = s.person_id AND n.sampled_at >= s.entered_at - INTERVAL 2 HOUR
+),
+negative_exclusions AS (
+    -- Excluded by a negative that follows at least (tests - 1) others sampled the profile's hours
+    -- before it, once it and the earliest-reported of those others are reported.
+    SELECT person_id, min(greatest(known_at, earlier[$exclusion_negative_tests - 1])) AS excluded_at
+    FROM (
+        SELECT b.person_id, b.known_at, list_sort(list(a.known_at)) AS earlier
+        FROM suspect_negatives AS b
+        JOIN suspect_negatives AS a
+          ON a.person_id = b.person_id
+         AND a.sampled_at <= b.sampled_at - to_hours(CAST($exclusion_hours_apart AS BIGINT))
+        GROUP BY b.person_id, b.sampled_at, b.known_at
+    )
+    WHERE len(earlier) >= $exclusion_negative_tests - 1
+    GROUP BY person_id
 ),
 card_exclusions AS (
     SELECT person_id, min(coalesce(diagnosed_at, reported_at)) AS excluded_at
@@ -168,7 +176,7 @@ suspected AS (
                 WHEN np.excluded_at IS NOT NULL THEN 'excluded_by_negative_tests' END AS release_reason,
            s.evidence, []::BIGINT[] AS source_person_ids, NULL::DATE AS observation_ends_on
     FROM suspected_entry AS s
-    LEFT JOIN negative_pairs AS np USING (person_id)
+    LEFT JOIN negative_exclusions AS np USING (person_id)
     LEFT JOIN card_exclusions AS ce USING (person_id)
 ),
 -- Fever ----------------------------------------------------------------------------------------
@@ -324,6 +332,7 @@ def category_parameters(profile: RuleProfile, isolating_hospitals: list[str], as
         "as_of": as_of, "profile": profile.name, "precedence": list(CATEGORIES),
         "isolating_hospitals": isolating_hospitals,
         "fever_threshold": rules.fever_threshold_c, "fever_observation_days": rules.fever_observation_days,
+        "exclusion_negative_tests": rules.exclusion_negative_tests,
         "exclusion_hours_apart": rules.exclusion_hours_apart, "ct_markers": list(rules.ct_markers),
         "white_cell_at_most": rules.white_cell_at_most, "lymphocyte_below": rules.lymphocyte_below,
         "epi_days": rules.epi_days, "epi_area": rules.epi_area,

@@ -208,7 +208,9 @@ now AS (
 released AS (
     -- On the previous list, not on this one: the office lifts the measures (or the person moved).
     SELECT p.list_file, p.district, p.community_code, p.person_id, NULL AS category, 'released' AS status,
-           list_concat(p.row_values[2:14], [$released_action, '', p.row_values[17], p.row_values[18]]) AS content,
+           -- Cells 2-14 (category to special group) as they were; the action 解除管控, no deadline.
+           list_concat(p.row_values[2:14], [map($actions_keys, $actions_values)['released'], '',
+                                            p.row_values[17], p.row_values[18]]) AS content,
            p.sort_key
     FROM previous AS p
     LEFT JOIN now AS n ON n.person_id = p.person_id AND n.list_file = p.list_file
@@ -227,8 +229,7 @@ def list_parameters(layout: ListLayout, profile: RuleProfile, as_of: dt.datetime
     lookups = {"category_labels": layout.categories, "actions": profile.categories.actions, "basis": layout.basis,
                "source_kinds": layout.source_kinds, "status_labels": layout.statuses}
     params = {"as_of": as_of, "unknown_district": layout.unknown_district,
-              "observation_until": layout.observation_until, "unplaced_file": layout.unplaced_file,
-              "released_action": profile.categories.actions["released"]}
+              "observation_until": layout.observation_until, "unplaced_file": layout.unplaced_file}
     for name, mapping in lookups.items():
         params[f"{name}_keys"], params[f"{name}_values"] = list(mapping), list(mapping.values())
     return params

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import duckdb
 
+from transforms.database import bound_parameters
+
 CLOCK_CONTACTS_SQL = """
 CREATE OR REPLACE TABLE tracing_clock_contacts AS
 WITH cases AS (
@@ -79,7 +81,7 @@ SELECT k.person_id AS case_person_id, k.case_code, k.is_asymptomatic, p.district
        k.clock_started_at + to_minutes(CAST(60 * $target_hours AS BIGINT)) AS deadline_at,
        coalesce(c.contacts, 0) AS contacts, coalesce(c.contacts_in_time, 0) AS contacts_in_time,
        c.last_contact_listed_at,
-       CASE WHEN coalesce(c.contacts, 0) = c.contacts_in_time OR c.contacts IS NULL THEN 'met'
+       CASE WHEN c.contacts IS NULL OR c.contacts = c.contacts_in_time THEN 'met'
             WHEN c.contacts_pending > 0 AND c.contacts - c.contacts_in_time = c.contacts_pending THEN 'pending'
             ELSE 'missed' END AS clock_status,
        coalesce(c.miss_reasons, []) AS miss_reasons
@@ -108,7 +110,6 @@ ORDER BY district, clock_date
 def build_clock(con: duckdb.DuckDBPyConnection, params: dict) -> list[tuple]:
     """Write the three clock tables; return the compliance rows (district, day, cases, met, missed,
     pending, compliance)."""
-    con.execute(CLOCK_CONTACTS_SQL, {"as_of": params["as_of"], "target_hours": params["target_hours"]})
-    con.execute(CLOCK_SQL, {"target_hours": params["target_hours"]})
-    con.execute(COMPLIANCE_SQL, {"unknown_district": params["unknown_district"]})
+    for sql in (CLOCK_CONTACTS_SQL, CLOCK_SQL, COMPLIANCE_SQL):
+        con.execute(sql, bound_parameters(sql, params))
     return con.execute("SELECT * FROM tracing_compliance").fetchall()

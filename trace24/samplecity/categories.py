@@ -17,7 +17,6 @@ from .geo import HOSPITALS
 from .world import World
 
 CATEGORY_HEADER = ["person_key", "category", "is_asymptomatic", "reason"]
-PRECEDENCE = ("confirmed", "suspected", "fever", "close_contact")
 RESPIRATORY = re.compile("发热|咳|咽痛|气促|呼吸困难|胸闷")
 
 
@@ -28,7 +27,10 @@ def true_categories(w: World) -> dict[int, tuple[str, bool, str]]:
     profile = load_rule_profile("nhc-v6")
     rules = profile.categories
     horizon = w.schedule.horizon
-    before = lambda t: t is not None and t < horizon  # noqa: E731 (a one-line predicate)
+
+    def before(t: dt.datetime | None) -> bool:
+        return t is not None and t < horizon
+
     day = dt.timedelta(days=1)
 
     negatives = defaultdict(list)
@@ -113,7 +115,7 @@ def true_categories(w: World) -> dict[int, tuple[str, bool, str]]:
         for _, last_at, state in card_state.get(person, []):
             if state["class"] == "排除病例" and last_at >= since:
                 return True
-        tests = [s for s in negatives.get(person, []) if s.sampled >= since - 2 * dt.timedelta(hours=1)]
+        tests = [s for s in negatives.get(person, []) if s.sampled >= since - dt.timedelta(hours=2)]
         return any(b.sampled >= a.sampled + dt.timedelta(hours=rules.exclusion_hours_apart)
                    for a in tests for b in tests)
 
