@@ -71,8 +71,7 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
         as_of = as_of or exposures.default_as_of(con)
         category_params = categories.category_parameters(rules, list(facilities.isolating_hospitals), as_of)
         list_params = community_lists.list_parameters(layout, rules, as_of)
-        clock_params = {"as_of": as_of, "target_hours": rules.categories.clock_target_hours,
-                        "unknown_district": layout.unknown_district}
+        clock_params = tracing_clock.clock_parameters(rules, layout.unknown_district, as_of)
         staging = community_lists.staging_folder(out_dir, as_of)
         try:
             counts, manifest, compliance = database.in_transaction(

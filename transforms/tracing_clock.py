@@ -18,8 +18,11 @@ A case whose deadline has not passed and whose contacts are not all listed is ``
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 
+from schemas.rules import RuleProfile
 from transforms.database import bound_parameters
 
 CLOCK_CONTACTS_SQL = """
@@ -105,6 +108,11 @@ FROM tracing_clock
 GROUP BY ALL
 ORDER BY district, clock_date
 """
+
+
+def clock_parameters(profile: RuleProfile, unknown_district: str, as_of: dt.datetime) -> dict:
+    return {"as_of": as_of, "target_hours": profile.categories.clock_target_hours,
+            "unknown_district": unknown_district}
 
 
 def build_clock(con: duckdb.DuckDBPyConnection, params: dict) -> list[tuple]:
