@@ -1,90 +1,76 @@
-"""The daily tracing flow: every stage, landing folder to community lists and the 24-hour clock.
+"""The daily tracing flow: every stage, landing folder to community lists, the clock and the snapshot.
 
-Only wiring lives here. Ingest, identity and exposures are their own flows (subflows here); the
-last stage (categories, lists, clock) writes its tables in one transaction and its files into a
-staging folder, commits, then swaps the folder in: a run that fails leaves the previous tables
-and lists whole.
+Only wiring lives here. Each stage is its own flow, run here as a subflow: ingest (new deliveries
+only), identity, exposures, lists. Then the run publishes: a read-only snapshot of the published
+tables swapped in whole, and Prefect artifacts that sum the run up (counts only). Each stage
+commits whole or not at all and recomputes from what is stored, so a run killed anywhere and run
+again ends where an uninterrupted run ends; the snapshot changes only when a run finishes.
 """
 
-from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from flows.exposures import exposure_flow
 from flows.identity import identity_flow
 from flows.ingest import ingest_flow
+from flows.lists import lists_flow
 from schemas import load_schemas
-from schemas.rules import load_facilities, load_rule_profile
-from transforms import categories, community_lists, database, exposures, tracing_clock
-
-
-@task(cache_policy=NONE)
-def classify(con, params) -> dict[str, int]:
-    return categories.build_categories(con, params)
-
-
-@task(cache_policy=NONE)
-def build_lists(con, params) -> int:
-    return community_lists.build_list_rows(con, params)
+from schemas.published import load_published
+from transforms import community_lists, database, run_report, snapshot
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def write_lists(con, layout, staging: Path, as_of: dt.datetime, profile: str) -> dict:
-    """Writing files is I/O: retried (into the same staging folder) when a share hiccups."""
-    return community_lists.write_lists(con, layout, staging, as_of, profile)
+def publish_snapshot(db_path: Path, snapshot_path: Path, info: dict) -> dict[str, int]:
+    """Copying into a new file and renaming it is I/O: retried."""
+    con = database.connect(db_path, load_schemas())
+    try:
+        return snapshot.publish_snapshot(con, load_published(), snapshot_path, info)
+    finally:
+        con.close()
 
 
 @task(cache_policy=NONE)
-def run_clock(con, params) -> list[tuple]:
-    return tracing_clock.build_clock(con, params)
-
-
-def _last_stage(con, category_params, list_params, clock_params, layout, staging, as_of, profile):
-    counts = classify(con, category_params)
-    build_lists(con, list_params)
-    manifest = write_lists(con, layout, staging, as_of, profile)
-    compliance = run_clock(con, clock_params)
-    return counts, manifest, compliance
+def report_run(db_path: Path, ingest_run_id: int, as_of: dt.datetime, profile: str) -> run_report.RunReport:
+    """The run's summary as Prefect artifacts: a markdown page and its tables (counts only)."""
+    layout = community_lists.load_layout()
+    con = database.connect(db_path, load_schemas())
+    try:
+        report = run_report.summarise(con, ingest_run_id, as_of, profile, layout.unknown_district)
+    finally:
+        con.close()
+    create_markdown_artifact(report.markdown, key="daily-tracing-summary",
+                             description=f"trace24 daily run as of {as_of:%Y-%m-%d %H:%M}")
+    for key, rows in report.tables.items():
+        create_table_artifact(rows, key=key, description=f"{key} as of {as_of:%Y-%m-%d %H:%M}")
+    return report
 
 
 @flow(name="daily_tracing", log_prints=False)
 def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.datetime | None = None,
-                  profile: str = "nhc-v6", run_validation: bool = True, progress: bool = False) -> dict:
-    """Ingest what was delivered by ``as_of``, resolve persons, find exposures, classify, write the lists."""
+                  profile: str = "nhc-v6", run_validation: bool = True, progress: bool = False,
+                  snapshot_path: Path | None = None) -> dict:
+    """Ingest what was delivered by ``as_of``, resolve persons, find exposures, classify, write the
+    lists, publish the snapshot. ``as_of`` defaults to the end of the last delivery day."""
     logger = get_run_logger()
-    rules = load_rule_profile(profile)
-    facilities = load_facilities()
-    layout = community_lists.load_layout()
     through = (as_of - dt.timedelta(microseconds=1)).date() if as_of else None
     ingested = ingest_flow(landing_dir=landing_dir, db_path=db_path, run_validation=run_validation,
                            progress=progress, through=through)
     identity = identity_flow(db_path=db_path, review_csv=db_path.with_name("link_review.csv"),
                              reviewed_pairs=db_path.with_name("reviewed_pairs.csv"))
     traced = exposure_flow(db_path=db_path, profile=profile, as_of=as_of)
-    con = database.connect(db_path, load_schemas())
-    try:
-        as_of = as_of or exposures.default_as_of(con)
-        category_params = categories.category_parameters(rules, list(facilities.isolating_hospitals), as_of)
-        list_params = community_lists.list_parameters(layout, rules, as_of)
-        clock_params = tracing_clock.clock_parameters(rules, layout.unknown_district, as_of)
-        staging = community_lists.staging_folder(out_dir, as_of)
-        try:
-            counts, manifest, compliance = database.in_transaction(
-                con, _last_stage, con, category_params, list_params, clock_params, layout, staging, as_of,
-                rules.name)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        lists_dir = community_lists.publish(staging, out_dir, as_of)
-    finally:
-        con.close()
-    logger.info("daily tracing as of %s (%s): %s; %d list files", as_of, rules.name, counts, len(manifest["files"]))
-    return {"as_of": as_of.isoformat(sep=" "), "profile": rules.name, "ingest_run_id": ingested["run_id"],
-            "persons": identity["persons"], "cases": traced["cases"], "categories": counts,
-            "lists_dir": str(lists_dir), "list_files": len(manifest["files"]), "list_rows": manifest["rows"],
-            "compliance": [list(map(str, row)) for row in compliance]}
+    listed = lists_flow(db_path=db_path, out_dir=out_dir, as_of=as_of, profile=profile)
+    as_of = listed["as_of"]
+    snapshot_path = Path(snapshot_path or snapshot.snapshot_path_for(db_path))
+    tables = publish_snapshot(db_path, snapshot_path, {
+        "as_of": as_of, "profile": listed["profile"], "ingest_run_id": ingested["run_id"],
+        "list_folder": listed["lists_dir"]})
+    report_run(db_path, ingested["run_id"], as_of, listed["profile"])
+    logger.info("daily tracing as of %s (%s): %s; snapshot %s with %d tables", as_of, listed["profile"],
+                listed["categories"], snapshot_path, len(tables))
+    return {**listed, "as_of": as_of.isoformat(sep=" "), "ingest_run_id": ingested["run_id"],
+            "persons": identity["persons"], "cases": traced["cases"], "snapshot": str(snapshot_path)}

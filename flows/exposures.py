@@ -4,7 +4,6 @@ Only wiring lives here; the steps are in ``transforms/exposures.py`` and ``conta
 Everything runs in one transaction: a run that fails half-way leaves the previous results whole.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path

@@ -5,7 +5,6 @@ Only wiring lives here; the steps are in ``transforms/identity.py``, ``linkage.p
 of the previous run as they were.
 """
 
-from __future__ import annotations
 
 import logging
 from dataclasses import asdict

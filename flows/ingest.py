@@ -5,7 +5,6 @@ Only wiring lives here: which step runs after which, with what retries. The step
 writer); each file is its own transaction, so an interrupted run keeps what it finished.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 import logging
@@ -33,16 +32,15 @@ def ingest_file(con, schemas, landed: landing.LandedFile, run_id: int, archive_d
 
 
 @task(cache_policy=NONE)
-def validate_loads(con, schemas, db_path: Path, outcomes: list[ingest.FileOutcome]) -> str | None:
+def validate_loads(con, schemas, db_path: Path) -> str | None:
     from transforms.validate import Validator
 
-    loads = [o for o in outcomes if o.status == "loaded"]
+    loads = ingest.loads_awaiting_validation(con)
     if not loads:
         return None
     validator = Validator(db_path)
-    for outcome in loads:
-        passed = validator.validate_load(con, schemas.feeds[outcome.feed], outcome.load_id, outcome.source_file)
-        ingest.set_validation(con, outcome.load_id, passed)
+    for feed, load_id, source_file in loads:
+        ingest.set_validation(con, load_id, validator.validate_load(con, schemas.feeds[feed], load_id, source_file))
     return validator.build_docs()
 
 
@@ -69,7 +67,7 @@ def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = Non
             for landed in files:
                 outcomes.append(ingest_file(con, schemas, landed, run_id, ingest.archive_dir_for(db_path)))
                 advance(landed.relative_path)
-        docs = validate_loads(con, schemas, db_path, outcomes) if run_validation else None
+        docs = validate_loads(con, schemas, db_path) if run_validation else None
         ingest.finish_run(con, run_id, outcomes)
         loaded = [o for o in outcomes if o.status != "skipped"]
         logger.info("run %s: %d files loaded, %d already loaded before", run_id, len(loaded),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -36,6 +38,55 @@ def lab_row(sample_id="S1", name="张伟", id_number="11010519491231002X", phone
             sampled="2020-02-03 09:00:00", reported="2020-02-03 20:00:00", result="阳性", reason="密接",
             ct="25.5"):
     return [sample_id, name, id_number, phone, sampled, reported, "市疾控", result, ct, ct, reason]
+
+
+SAMPLE = PROJECT / "data" / "sample"
+BIN = Path(sys.executable).parent
+DAY_1 = "2020-02-14"   # as of the end of the sample's fourth delivery day (of five)
+
+
+def environment(prefect_home: Path, **extra) -> dict:
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_LOGGING_LEVEL": "INFO",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+           "NO_COLOR": "1", "COLUMNS": "200", **extra}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def sample_run_command(folder: Path, as_of: str) -> list[str]:
+    return [str(BIN / "trace24"), "run", "--landing", str(SAMPLE / "landing"), "--db", str(folder / "t.duckdb"),
+            "--out", str(folder / "lists"), "--as-of", f"{as_of}T00:00", "--no-validate"]
+
+
+def run_sample(folder: Path, as_of: str, prefect_home: Path) -> str:
+    done = subprocess.run(sample_run_command(folder, as_of), env=environment(prefect_home), capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory) -> Path:
+    """A Prefect home for the runs started as processes of their own."""
+    return tmp_path_factory.mktemp("prefect_home")
+
+
+@pytest.fixture(scope="session")
+def sample_day_1(tmp_path_factory, prefect_home) -> tuple[Path, str]:
+    """`trace24 run` on the sample city as of the end of its fourth delivery day, from an empty store:
+    the folder (store, lists, snapshot) and what the run printed and logged at INFO."""
+    folder = tmp_path_factory.mktemp("sample_day_1")
+    return folder, run_sample(folder, DAY_1, prefect_home)
+
+
+@pytest.fixture(scope="session")
+def prefect_engine():
+    """One temporary Prefect server for every test that runs a flow (it takes seconds to start)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def feeds_by_agency(schemas):

@@ -11,16 +11,6 @@ from typer.testing import CliRunner
 from tests.conftest import LAB_HEADER, lab_row, query, write_csv
 
 
-@pytest.fixture(scope="session")
-def prefect_engine():
-    """One temporary Prefect server for every test that runs a flow (it takes seconds to start)."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
-
-
 def test_ingest_flow_loads_validates_and_reports(prefect_engine, day1, db_path):
     from flows.ingest import ingest_flow
 

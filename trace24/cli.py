@@ -167,8 +167,11 @@ def run(
     truth: Path = typer.Option(None, "--truth", exists=True, file_okay=False,
                                help="A generated city's truth folder: print precision and recall per category."),
     validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
+    snapshot: Path = typer.Option(None, "--snapshot", dir_okay=False,
+                                  help="The read-only snapshot to publish; default: <db>_read.duckdb beside DB."),
 ) -> None:
-    """Every stage end to end: ingest, identity, exposures, the four categories, the lists, the clock."""
+    """Every stage end to end: ingest, identity, exposures, the four categories, the lists, the clock,
+    then the read-only snapshot for epidemiologists."""
     _prefect_defaults()
     from schemas import SchemaError
     from schemas.rules import load_rule_profile
@@ -185,7 +188,7 @@ def run(
     db.parent.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     result = daily_tracing(landing_dir=landing, db_path=db, out_dir=out, as_of=as_of, profile=profile,
-                           run_validation=validate, progress=console.is_terminal)
+                           run_validation=validate, progress=console.is_terminal, snapshot_path=snapshot)
     table = Table(title=f"trace24 run as of {result['as_of']} ({result['profile']})")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -201,6 +204,7 @@ def run(
         clock.add_row(*row[:6], "-" if row[6] == "None" else f"{float(row[6]):.0%}")
     console.print(clock)
     console.print(f"Lists: {result['lists_dir']} (manifest.json lists every file with its SHA-256)")
+    console.print(f"Snapshot for queries: {result['snapshot']} (read-only; see docs/data-dictionary.md)")
     if truth:
         import duckdb
 
@@ -208,6 +212,66 @@ def run(
 
         with duckdb.connect(str(db), read_only=True) as con:
             console.print(format_categories(evaluate_categories(con, truth)))
+
+
+@app.command()
+def serve(
+    landing: Path = typer.Option(..., "--landing", exists=True, file_okay=False, help="Landing folder."),
+    db: Path = typer.Option(..., "--db", dir_okay=False, help="DuckDB file (created if missing)."),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="Where the lists go: OUT/<as-of date>/..."),
+    profile: str = typer.Option("nhc-v6", "--profile", help="Rule profile under schemas/rules/ (or a .yaml path)."),
+    cron: str = typer.Option("0 * * * *", "--cron", help="When to run (cron, the server's time zone); default hourly."),
+    name: str = typer.Option("scheduled", "--name", help="The deployment's name in the Prefect UI."),
+    snapshot: Path = typer.Option(None, "--snapshot", dir_okay=False,
+                                  help="The read-only snapshot to publish; default: <db>_read.duckdb beside DB."),
+    validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
+) -> None:
+    """Run the daily flow on a schedule against a Prefect server, until stopped (Ctrl-C).
+
+    Each run loads the deliveries it has not seen and recomputes what depends on them, as of the
+    end of the last delivery day."""
+    _prefect_defaults()
+    from prefect.settings import PREFECT_API_URL
+
+    from schemas import SchemaError
+    from schemas.rules import load_rule_profile
+
+    if not PREFECT_API_URL.value():
+        console.print("[red]No Prefect server:[/red] a schedule needs one. Start it with `prefect server start` "
+                      "and set PREFECT_API_URL=http://127.0.0.1:4200/api (see the README).")
+        raise typer.Exit(2)
+    try:
+        load_rule_profile(profile)
+    except SchemaError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    from prefect.deployments.runner import EntrypointType
+
+    from flows.daily import daily_tracing
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    # Absolute paths: the served runs start in their own processes.
+    parameters = {"landing_dir": str(landing.resolve()), "db_path": str(db.resolve()), "out_dir": str(out.resolve()),
+                  "profile": profile, "run_validation": validate,
+                  "snapshot_path": str(snapshot.resolve()) if snapshot else None}
+    daily_tracing.serve(name=name, cron=cron, parameters=parameters, tags=["trace24"],
+                        description="trace24: new deliveries to lists, clock and snapshot",
+                        entrypoint_type=EntrypointType.MODULE_PATH)
+
+
+@app.command()
+def dictionary(
+    out: Path = typer.Option(PROJECT_ROOT / "docs" / "data-dictionary.md", "--out", dir_okay=False,
+                             help="Where to write the data dictionary (Markdown)."),
+) -> None:
+    """Write the data dictionary of the published tables, generated from schemas/published/."""
+    from schemas.published import load_published
+    from trace24.data_dictionary import render
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(load_published()), encoding="utf-8")
+    console.print(f"Data dictionary: {out}")
 
 
 @app.command()

@@ -284,8 +284,11 @@ def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Pat
 
 def staging_folder(out_dir: Path, as_of: dt.datetime) -> Path:
     """An empty folder next to the final one, on the same file system (so the swap is a rename)."""
+    # A run killed while writing leaves its staging folder; one store has one writer (DuckDB's
+    # lock), so any folder left for this day is a dead run's.
+    for stale in out_dir.glob(f".partial-{as_of:%Y-%m-%d}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = out_dir / f".partial-{as_of:%Y-%m-%d}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     return staging
 

@@ -91,6 +91,11 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def contract_literal(text: str) -> str:
+    """A SQL string literal for contract text (never data) where DuckDB takes no parameter: COMMENT ON."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None):
     """The single value a query returns; the result is read to its end, so the connection is free again."""
     rows = con.execute(sql, params or {}).fetchall()

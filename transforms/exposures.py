@@ -129,7 +129,7 @@ isolations AS (
     GROUP BY w.person_id
 )
 SELECT w.person_id,
-       'C' || lpad(CAST(w.person_id AS VARCHAR), 7, '0') AS case_code,
+       printf('C%07d', w.person_id) AS case_code,  -- lpad would cut ids of eight digits
        w.is_asymptomatic, w.onset_date, w.first_positive_sampled_at, w.first_case_report_at,
        least(w.first_case_report_at, w.first_positive_reported_at) AS clock_started_at,
        -- The onset, or where unknown the time the window implies (an asymptomatic case: its sample).

@@ -82,9 +82,11 @@ def ingest_file(con: duckdb.DuckDBPyConnection, schemas: Schemas, landed: landin
     sha256 = landing.sha256_of(landed.path)
     if already_loaded(con, landed, sha256):
         return FileOutcome(landed.relative_path, landed.feed, "skipped")
-    load_id = con.execute("SELECT nextval('load_id_sequence')").fetchone()[0]
     con.begin()
     try:
+        # Drawn inside the transaction: a run killed before the commit leaves no trace of the id,
+        # so the rerun gives the file the id an uninterrupted run would have given it.
+        load_id = con.execute("SELECT nextval('load_id_sequence')").fetchall()[0][0]
         loaded_raw = raw.load_raw(con, schemas, landed, load_id, archive_dir)
         result = staged.stage_load(con, contract, loaded_raw.column_map, load_id,
                                    loaded_raw.source, loaded_raw.source_params, loaded_raw.typed_columns)
@@ -133,6 +135,13 @@ def record_warnings(con, run_id: int, missing: list[tuple[dt.date, str]], unknow
             con.execute("INSERT INTO delivery_warnings VALUES (?, ?, ?, ?, ?)", [run_id, day, feed, path, text])
             new.append(text)
     return new
+
+
+def loads_awaiting_validation(con) -> list[tuple[str, int, str]]:
+    """(feed, load_id, file) of every load not validated yet: this run's, and those of a run that
+    was stopped after loading and before validating."""
+    return con.execute("SELECT feed, load_id, source_file FROM load_audit "
+                       "WHERE file_status = 'loaded' AND validation_passed IS NULL ORDER BY load_id").fetchall()
 
 
 def set_validation(con, load_id: int, passed: bool) -> None:

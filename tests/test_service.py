@@ -1,0 +1,273 @@
+"""trace24 as a service: artifacts, late deliveries, reruns that change nothing, a run killed mid-way,
+readers during a run, and the cron schedule against a real Prefect server.
+
+The sample-city tests run ``trace24 run`` in a process of its own, as an analyst or a schedule
+would, so that a run can be killed with SIGKILL and its logs read as they are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from schemas.published import load_published
+from tests.conftest import (
+    BIN,
+    DAY_1,
+    LAB_HEADER,
+    environment,
+    lab_row,
+    query,
+    run_sample,
+    sample_run_command,
+    write_csv,
+)
+from transforms.database import quote
+
+DAY_2 = "2020-02-15"   # as of the end of the last delivery day
+# Tables that log the runs themselves (when, which run id); everything else is a result.
+RUN_LOG = {"ingest_runs", "exposure_runs", "snapshot_info"}
+
+
+def published_state(folder: Path, as_of: str) -> tuple[dict, dict]:
+    """Every published result, read from the snapshot, and the bytes of every list of ``as_of``."""
+    state = {}
+    with duckdb.connect(str(folder / "t_read.duckdb"), read_only=True) as con:
+        for table in load_published().tables:
+            if table.name not in RUN_LOG:
+                columns = ", ".join(quote(c) for c in table.column_names if c != "run_id")
+                state[table.name] = con.execute(f"SELECT {columns} FROM {quote(table.name)} ORDER BY ALL").fetchall()
+        state["snapshot_tables"] = con.execute("SELECT * FROM snapshot_tables WHERE table_name NOT IN $log "
+                                               "ORDER BY ALL", {"log": sorted(RUN_LOG)}).fetchall()
+    root = folder / "lists" / as_of
+    lists = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return state, lists
+
+
+def _assert_same(state, expected) -> None:
+    tables, lists = state
+    expected_tables, expected_lists = expected
+    different = [name for name in expected_tables if tables.get(name) != expected_tables[name]]
+    assert not different, f"tables differ: {different}"
+    assert lists == expected_lists
+
+
+@pytest.fixture(scope="module")
+def day_1(sample_day_1) -> tuple[Path, str]:
+    return sample_day_1
+
+
+@pytest.fixture(scope="module")
+def day_2(tmp_path_factory, prefect_home, day_1) -> Path:
+    """The next day's run on top of it, never interrupted: what every interrupted run must end as."""
+    folder = tmp_path_factory.mktemp("day_2") / "store"
+    shutil.copytree(day_1[0], folder)
+    run_sample(folder, DAY_2, prefect_home)
+    return folder
+
+
+def test_logs_at_info_carry_no_personal_data(day_1):
+    folder, output = day_1
+    assert "Beginning subflow run" in output and "for flow 'lists'" in output   # INFO logs were captured
+    with duckdb.connect(str(folder / "t_read.duckdb"), read_only=True) as con:
+        people = con.execute("SELECT name, id_number, phone FROM persons").fetchall()
+    values = {v for row in people for v in row if v and len(v) >= 2}
+    assert len(values) > 3000
+    leaked = sorted(v for v in values if v in output)
+    assert leaked == []
+
+
+def test_a_rerun_with_nothing_new_changes_nothing_and_readers_never_wait(day_2, prefect_home, tmp_path):
+    """Readers query the snapshot in a loop while the run goes: every read sees one whole snapshot."""
+    folder = tmp_path / "store"
+    shutil.copytree(day_2, folder)
+    before = published_state(folder, DAY_2)
+    snapshot = folder / "t_read.duckdb"
+    stop, seen, errors, reads = threading.Event(), set(), [], [0]
+
+    def read_in_a_loop():
+        while not stop.is_set():
+            try:
+                with duckdb.connect(str(snapshot), read_only=True) as con:
+                    seen.add(con.execute("SELECT published_at FROM snapshot_info").fetchall()[0][0])
+                    for table, rows in con.execute("SELECT table_name, row_count FROM snapshot_tables").fetchall():
+                        found = con.execute(f"SELECT count(*) FROM {quote(table)}").fetchall()[0][0]
+                        if found != rows:
+                            errors.append(f"{table}: {found} rows, the snapshot says {rows}")
+                reads[0] += 1
+            except Exception as exc:  # any failure to open or read is what the test is about
+                errors.append(repr(exc))
+
+    reader = threading.Thread(target=read_in_a_loop)
+    reader.start()
+    try:
+        run_sample(folder, DAY_2, prefect_home)
+    finally:
+        stop.set()
+        reader.join()
+    assert errors == []
+    assert reads[0] > 20 and len(seen) == 2   # read before and after the swap
+    _assert_same(published_state(folder, DAY_2), before)
+    assert query(folder / "t.duckdb", "SELECT files_loaded FROM ingest_runs ORDER BY run_id DESC LIMIT 1") == [(0,)]
+
+
+def _killed_at(folder: Path, prefect_home: Path, is_trigger) -> list[str]:
+    """Start the next day's run and SIGKILL it, server and all, at the first log line ``is_trigger`` accepts."""
+    process = subprocess.Popen(sample_run_command(folder, DAY_2), env=environment(prefect_home), text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if is_trigger(line, lines):
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(lines[-30:])
+    return lines
+
+
+def _nth_file_loaded(line, lines):
+    return sum("Task run 'ingest 2020-02-14/" in seen and "Completed" in seen for seen in lines) >= 4
+
+
+KILL_POINTS = {
+    "while loading the day's files": _nth_file_loaded,
+    "while resolving persons": lambda line, _: "for flow 'identity'" in line,
+    "while finding exposures": lambda line, _: "Task run 'build_cases" in line,
+    "after writing the lists, before the commit": lambda line, _: "Task run 'write_lists" in line,
+}
+
+
+@pytest.mark.parametrize("kill_point", list(KILL_POINTS))
+def test_a_run_killed_mid_way_then_run_again_ends_as_if_never_interrupted(kill_point, day_1, day_2, prefect_home,
+                                                                           tmp_path):
+    folder = tmp_path / "store"
+    shutil.copytree(day_1[0], folder)
+    yesterday = published_state(folder, DAY_1)
+    _killed_at(folder, prefect_home, KILL_POINTS[kill_point])
+    # What readers and offices have after the crash: the last whole run, the previous lists.
+    assert published_state(folder, DAY_1) == yesterday
+    assert not (folder / "lists" / DAY_2).exists() or kill_point.startswith("after")
+    run_sample(folder, DAY_2, prefect_home)
+    _assert_same(published_state(folder, DAY_2), published_state(day_2, DAY_2))
+    assert not [p for p in (folder / "lists").iterdir() if p.name.startswith(".")]   # no half-written folder left
+
+
+def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_engine, day1, tmp_path):
+    """A file delivered late into an earlier day's folder is loaded by the next run, and everything
+    that depends on it follows: a new confirmed case, its 新增 row, the snapshot. Each run leaves a
+    markdown summary and table artifacts in Prefect, with counts and no person."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.daily import daily_tracing
+
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    arguments = {"landing_dir": day1.parent, "db_path": tmp_path / "t.duckdb", "out_dir": tmp_path / "lists",
+                 "as_of": dt.datetime(2020, 2, 11), "run_validation": False}
+    first = daily_tracing(**arguments)
+    assert first["categories"] == {"confirmed": 1}
+    write_csv(day1 / "cdc" / "lab_results_late.csv", LAB_HEADER,
+              [lab_row("S2", name="李娜", id_number="440524188001010014", phone="13900139000")])
+    second = daily_tracing(**arguments)
+    assert second["categories"] == {"confirmed": 2}
+    snapshot = tmp_path / "t_read.duckdb"
+    assert query(snapshot, "SELECT count(*) FROM four_categories WHERE category = 'confirmed'") == [(2,)]
+    assert query(snapshot, "SELECT status, count(*) FROM out_list_rows WHERE as_of = '2020-02-11' "
+                           "GROUP BY ALL ORDER BY ALL") == [("new", 2)]
+
+    async def latest(key):
+        async with get_client() as client:
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return max(found, key=lambda a: a.created)
+
+    summary = asyncio.run(latest("daily-tracing-summary"))
+    assert "as of 2020-02-11 00:00" in summary.data and "1 new files" in summary.data
+    assert "张伟" not in summary.data and "李娜" not in summary.data
+    loads = asyncio.run(latest("loads"))
+    rows = json.loads(loads.data) if isinstance(loads.data, str) else loads.data
+    assert [(r["feed"], r["rows_read"], r["rows_loaded"]) for r in rows] == [("lab_results", 1, 1)]
+    by_district = asyncio.run(latest("categories-by-district"))
+    assert "confirmed" in str(by_district.data)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(url: str, body: dict | None = None):
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"}, method="POST" if body else "GET")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_serve_runs_the_flow_on_its_cron_schedule_against_a_prefect_server(day1, tmp_path):
+    """`prefect server start`, then `trace24 serve --cron '* * * * *'`: within two minutes the scheduler
+    creates a run and the served process completes it, and the lists and the snapshot appear."""
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = environment(tmp_path / "prefect_home", PREFECT_API_URL=api, PREFECT_SERVER_UI_ENABLED="false",
+                       PREFECT_RUNNER_POLL_FREQUENCY="2", PREFECT_LOGGING_LEVEL="WARNING")
+    env["PREFECT_API_URL"] = api
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = []
+    try:
+        processes.append(subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+            stdout=(logs / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _api(f"{api}/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (logs / "server.log").read_text()[-3000:]
+                time.sleep(1)
+        processes.append(subprocess.Popen(
+            [str(BIN / "trace24"), "serve", "--landing", str(day1.parent), "--db", str(tmp_path / "t.duckdb"),
+             "--out", str(tmp_path / "lists"), "--cron", "* * * * *", "--no-validate"], env=env,
+            stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 240
+        completed = []
+        while not completed:
+            assert time.monotonic() < deadline, (logs / "serve.log").read_text()[-3000:]
+            time.sleep(3)
+            runs = _api(f"{api}/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
+            completed = [r for r in runs if r["deployment_id"] and r["auto_scheduled"] and not r["parent_task_run_id"]]
+        deployment = _api(f"{api}/deployments/{completed[0]['deployment_id']}")
+        assert deployment["name"] == "scheduled"
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["* * * * *"]
+    finally:
+        for process in reversed(processes):
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    assert (tmp_path / "lists" / "2020-02-11" / "manifest.json").is_file()
+    assert query(tmp_path / "t_read.duckdb", "SELECT count(*) FROM four_categories") == [(1,)]
