@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -45,12 +51,17 @@ BIN = Path(sys.executable).parent
 DAY_1 = "2020-02-14"   # as of the end of the sample's fourth delivery day (of five)
 
 
-def environment(prefect_home: Path, **extra) -> dict:
-    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_LOGGING_LEVEL": "INFO",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-           "NO_COLOR": "1", "COLUMNS": "200", **extra}
-    env.pop("PREFECT_API_URL", None)
-    return env
+@dataclass(frozen=True)
+class PrefectServer:
+    api_url: str
+    home: Path
+
+
+def environment(server: PrefectServer, **extra) -> dict:
+    """The environment of a trace24 process that reports to ``server``, logging at INFO."""
+    return {**os.environ, "PREFECT_HOME": str(server.home), "PREFECT_API_URL": server.api_url,
+            "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "NO_COLOR": "1",
+            "COLUMNS": "200", **extra}
 
 
 def sample_run_command(folder: Path, as_of: str) -> list[str]:
@@ -58,25 +69,60 @@ def sample_run_command(folder: Path, as_of: str) -> list[str]:
             "--out", str(folder / "lists"), "--as-of", f"{as_of}T00:00", "--no-validate"]
 
 
-def run_sample(folder: Path, as_of: str, prefect_home: Path) -> str:
-    done = subprocess.run(sample_run_command(folder, as_of), env=environment(prefect_home), capture_output=True,
+def run_sample(folder: Path, as_of: str, server: PrefectServer) -> str:
+    done = subprocess.run(sample_run_command(folder, as_of), env=environment(server), capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="session")
-def prefect_home(tmp_path_factory) -> Path:
-    """A Prefect home for the runs started as processes of their own."""
-    return tmp_path_factory.mktemp("prefect_home")
+def api_call(url: str, body: dict | None = None):
+    """GET (or POST ``body`` to) the Prefect server's REST API."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"}, method="POST" if body else "GET")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 @pytest.fixture(scope="session")
-def sample_day_1(tmp_path_factory, prefect_home) -> tuple[Path, str]:
+def prefect_server(tmp_path_factory):
+    """One `prefect server start` on a free local port for the runs started as processes of their own,
+    as in production (each run would otherwise start a temporary server of its own)."""
+    home = tmp_path_factory.mktemp("prefect_server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = PrefectServer(f"http://127.0.0.1:{port}/api", home)
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    process = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                api_call(f"{server.api_url}/health")
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(1)
+        yield server
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def sample_day_1(tmp_path_factory, prefect_server) -> tuple[Path, str]:
     """`trace24 run` on the sample city as of the end of its fourth delivery day, from an empty store:
     the folder (store, lists, snapshot) and what the run printed and logged at INFO."""
     folder = tmp_path_factory.mktemp("sample_day_1")
-    return folder, run_sample(folder, DAY_1, prefect_home)
+    return folder, run_sample(folder, DAY_1, prefect_server)
 
 
 @pytest.fixture(scope="session")

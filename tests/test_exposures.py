@@ -35,7 +35,16 @@ class Scenario:
                          "file_status, rows_read, rows_loaded, rows_quarantined, rows_superseded) "
                          "VALUES (1, 1, DATE '2020-02-05', 'cdc', 'lab_results', 'x', 'loaded', 0, 0, 0, 0)")
         self.row = 0
+        self.load_id = 1  # the load that add() writes into; delivered() starts another
         self.persons: set[int] = set()
+
+    def delivered(self, day: dt.date) -> None:
+        """The rows added from now on arrive in a new load, delivered on ``day``."""
+        self.load_id += 1
+        self.con.execute("INSERT INTO load_audit (load_id, run_id, delivery_date, agency, feed, source_file, "
+                         "file_status, rows_read, rows_loaded, rows_quarantined, rows_superseded) "
+                         "VALUES ($load_id, 1, $day, 'police', 'place_scans', 'x', 'loaded', 0, 0, 0, 0)",
+                         {"load_id": self.load_id, "day": day})
 
     def person(self, person_id: int, household_id: str | None = None, **home) -> None:
         self.persons.add(person_id)
@@ -51,11 +60,11 @@ class Scenario:
         self.row += 1
         columns = ", ".join(f"${k} AS {k}" for k in values)
         self.con.execute(
-            f"INSERT INTO staged_{feed} BY NAME SELECT 1 AS load_id, DATE '2020-02-05' AS delivery_date, "
+            f"INSERT INTO staged_{feed} BY NAME SELECT $load_id AS load_id, DATE '2020-02-05' AS delivery_date, "
             f"'test.csv' AS source_file, $row AS source_row_number, true AS is_current, false AS is_deleted, {columns}",
-            {"row": self.row, **values})
-        self.con.execute("INSERT INTO person_records VALUES ($feed, 1, $row, $person_id, 'exact_id', 1.0)",
-                         {"feed": feed, "row": self.row, "person_id": person_id})
+            {"row": self.row, "load_id": self.load_id, **values})
+        self.con.execute("INSERT INTO person_records VALUES ($feed, $load_id, $row, $person_id, 'exact_id', 1.0)",
+                         {"feed": feed, "load_id": self.load_id, "row": self.row, "person_id": person_id})
 
     def case(self, person_id: int = CASE, sampled_at=SAMPLED, onset=None, cls="确诊病例",
              reported_at=REPORTED) -> None:

@@ -72,7 +72,7 @@ def test_a_contract_without_descriptions_is_refused(tmp_path):
         (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     lists = tmp_path / "lists.yaml"
     lists.write_text(lists.read_text(encoding="utf-8").replace("description:", "note:"), encoding="utf-8")
-    with pytest.raises(SchemaError, match="lists.yaml"):
+    with pytest.raises(SchemaError, match=r"lists\.yaml"):
         load_published(tmp_path)
 
 

@@ -12,11 +12,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -27,6 +25,7 @@ from tests.conftest import (
     BIN,
     DAY_1,
     LAB_HEADER,
+    api_call,
     environment,
     lab_row,
     query,
@@ -70,11 +69,11 @@ def day_1(sample_day_1) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def day_2(tmp_path_factory, prefect_home, day_1) -> Path:
+def day_2(tmp_path_factory, prefect_server, day_1) -> Path:
     """The next day's run on top of it, never interrupted: what every interrupted run must end as."""
     folder = tmp_path_factory.mktemp("day_2") / "store"
     shutil.copytree(day_1[0], folder)
-    run_sample(folder, DAY_2, prefect_home)
+    run_sample(folder, DAY_2, prefect_server)
     return folder
 
 
@@ -89,7 +88,7 @@ def test_logs_at_info_carry_no_personal_data(day_1):
     assert leaked == []
 
 
-def test_a_rerun_with_nothing_new_changes_nothing_and_readers_never_wait(day_2, prefect_home, tmp_path):
+def test_a_rerun_with_nothing_new_changes_nothing_and_readers_never_wait(day_2, prefect_server, tmp_path):
     """Readers query the snapshot in a loop while the run goes: every read sees one whole snapshot."""
     folder = tmp_path / "store"
     shutil.copytree(day_2, folder)
@@ -113,7 +112,7 @@ def test_a_rerun_with_nothing_new_changes_nothing_and_readers_never_wait(day_2, 
     reader = threading.Thread(target=read_in_a_loop)
     reader.start()
     try:
-        run_sample(folder, DAY_2, prefect_home)
+        run_sample(folder, DAY_2, prefect_server)
     finally:
         stop.set()
         reader.join()
@@ -123,9 +122,9 @@ def test_a_rerun_with_nothing_new_changes_nothing_and_readers_never_wait(day_2, 
     assert query(folder / "t.duckdb", "SELECT files_loaded FROM ingest_runs ORDER BY run_id DESC LIMIT 1") == [(0,)]
 
 
-def _killed_at(folder: Path, prefect_home: Path, is_trigger) -> list[str]:
+def _killed_at(folder: Path, prefect_server: Path, is_trigger) -> list[str]:
     """Start the next day's run and SIGKILL it, server and all, at the first log line ``is_trigger`` accepts."""
-    process = subprocess.Popen(sample_run_command(folder, DAY_2), env=environment(prefect_home), text=True,
+    process = subprocess.Popen(sample_run_command(folder, DAY_2), env=environment(prefect_server), text=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     lines = []
     try:
@@ -155,16 +154,16 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
-def test_a_run_killed_mid_way_then_run_again_ends_as_if_never_interrupted(kill_point, day_1, day_2, prefect_home,
+def test_a_run_killed_mid_way_then_run_again_ends_as_if_never_interrupted(kill_point, day_1, day_2, prefect_server,
                                                                            tmp_path):
     folder = tmp_path / "store"
     shutil.copytree(day_1[0], folder)
     yesterday = published_state(folder, DAY_1)
-    _killed_at(folder, prefect_home, KILL_POINTS[kill_point])
+    _killed_at(folder, prefect_server, KILL_POINTS[kill_point])
     # What readers and offices have after the crash: the last whole run, the previous lists.
     assert published_state(folder, DAY_1) == yesterday
     assert not (folder / "lists" / DAY_2).exists() or kill_point.startswith("after")
-    run_sample(folder, DAY_2, prefect_home)
+    run_sample(folder, DAY_2, prefect_server)
     _assert_same(published_state(folder, DAY_2), published_state(day_2, DAY_2))
     assert not [p for p in (folder / "lists").iterdir() if p.name.startswith(".")]   # no half-written folder left
 
@@ -210,64 +209,34 @@ def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_
     assert "confirmed" in str(by_district.data)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api(url: str, body: dict | None = None):
-    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json"}, method="POST" if body else "GET")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def test_serve_runs_the_flow_on_its_cron_schedule_against_a_prefect_server(day1, tmp_path):
-    """`prefect server start`, then `trace24 serve --cron '* * * * *'`: within two minutes the scheduler
-    creates a run and the served process completes it, and the lists and the snapshot appear."""
+def test_serve_runs_the_flow_on_its_cron_schedule_against_a_prefect_server(prefect_server, day1, tmp_path):
+    """`trace24 serve --cron '* * * * *'` against a running `prefect server start`: within two minutes
+    the server's scheduler creates a run, the served process completes it, and the lists and the
+    snapshot appear."""
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = environment(tmp_path / "prefect_home", PREFECT_API_URL=api, PREFECT_SERVER_UI_ENABLED="false",
-                       PREFECT_RUNNER_POLL_FREQUENCY="2", PREFECT_LOGGING_LEVEL="WARNING")
-    env["PREFECT_API_URL"] = api
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    processes = []
+    api = prefect_server.api_url
+    log = tmp_path / "serve.log"
+    serving = subprocess.Popen(
+        [str(BIN / "trace24"), "serve", "--landing", str(day1.parent), "--db", str(tmp_path / "t.duckdb"),
+         "--out", str(tmp_path / "lists"), "--cron", "* * * * *", "--name", "every-minute", "--no-validate"],
+        env=environment(prefect_server, PREFECT_RUNNER_POLL_FREQUENCY="2", PREFECT_LOGGING_LEVEL="WARNING"),
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        processes.append(subprocess.Popen(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-            stdout=(logs / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True))
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                _api(f"{api}/health")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, (logs / "server.log").read_text()[-3000:]
-                time.sleep(1)
-        processes.append(subprocess.Popen(
-            [str(BIN / "trace24"), "serve", "--landing", str(day1.parent), "--db", str(tmp_path / "t.duckdb"),
-             "--out", str(tmp_path / "lists"), "--cron", "* * * * *", "--no-validate"], env=env,
-            stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True))
         deadline = time.monotonic() + 240
         completed = []
         while not completed:
-            assert time.monotonic() < deadline, (logs / "serve.log").read_text()[-3000:]
+            assert serving.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(3)
-            runs = _api(f"{api}/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}})
-            completed = [r for r in runs if r["deployment_id"] and r["auto_scheduled"] and not r["parent_task_run_id"]]
-        deployment = _api(f"{api}/deployments/{completed[0]['deployment_id']}")
-        assert deployment["name"] == "scheduled"
+            runs = api_call(f"{api}/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}},
+                                                        "deployments": {"name": {"any_": ["every-minute"]}}})
+            completed = [r for r in runs if r["auto_scheduled"]]
+        deployment = api_call(f"{api}/deployments/{completed[0]['deployment_id']}")
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["* * * * *"]
     finally:
-        for process in reversed(processes):
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(serving.pid, signal.SIGTERM)
+        try:
+            serving.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serving.pid, signal.SIGKILL)
     assert (tmp_path / "lists" / "2020-02-11" / "manifest.json").is_file()
     assert query(tmp_path / "t_read.duckdb", "SELECT count(*) FROM four_categories") == [(1,)]

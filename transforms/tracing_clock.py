@@ -43,13 +43,25 @@ listed AS (
     WHERE community_code IS NOT NULL AND status <> 'released' AND as_of <= $as_of
     GROUP BY person_id
 ),
-revealed AS (
-    -- When the records behind the exposure reached us: the end of their delivery day.
-    SELECT e.source_person_id AS case_person_id, e.exposed_person_id AS contact_person_id,
-           min(CAST(a.delivery_date AS TIMESTAMP) + INTERVAL 1 DAY) AS revealed_at
-    FROM core_exposures AS e, unnest(e.evidence) AS r(ev)
-    JOIN load_audit AS a ON a.load_id = r.ev.load_id
+exposure_records AS (
+    SELECT e.rowid AS exposure_row, e.source_person_id AS case_person_id,
+           e.exposed_person_id AS contact_person_id, unnest(e.evidence) AS ev
+    FROM core_exposures AS e
     WHERE e.contact_level = 'close'
+),
+exposure_known AS (
+    -- An exposure is known once every record behind it has reached us (the case's scan and the
+    -- contact's): the end of the delivery day of the last of them.
+    SELECT x.exposure_row, x.case_person_id, x.contact_person_id,
+           max(CAST(a.delivery_date AS TIMESTAMP) + INTERVAL 1 DAY) AS known_at
+    FROM exposure_records AS x
+    JOIN load_audit AS a ON a.load_id = x.ev.load_id
+    GROUP BY ALL
+),
+revealed AS (
+    -- The contact is revealed by the first of its exposures to the case that became known.
+    SELECT case_person_id, contact_person_id, min(known_at) AS revealed_at
+    FROM exposure_known
     GROUP BY ALL
 )
 SELECT k.case_person_id, k.case_code, c.contact_person_id, k.clock_started_at, k.deadline_at,
