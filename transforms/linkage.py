@@ -344,7 +344,12 @@ def _record_merges(con, assigned: dict) -> None:
 
 def _write_review(con, candidates: list, assigned: dict) -> int:
     """Pairs between the thresholds, for signatures not linked to a known person; the analysts' queue."""
-    rows = sorted({(s, p, round(pr, 6)) for s, p, pr in candidates if assigned[s][1] == "new_person"})
+    # A pair can be scored more than once (a person with records under several phones): keep its best score.
+    best: dict[tuple, float] = {}
+    for signature, person, probability in candidates:
+        if assigned[signature][1] == "new_person":
+            best[(signature, person)] = max(best.get((signature, person), 0.0), probability)
+    rows = sorted((s, p, round(pr, 6)) for (s, p), pr in best.items())
     con.execute("""CREATE OR REPLACE TABLE link_review (
                        signature_id VARCHAR NOT NULL, person_id BIGINT NOT NULL, match_probability DOUBLE NOT NULL)""")
     _insert(con, "INSERT INTO link_review VALUES (?, ?, ?)", rows)
