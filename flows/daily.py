@@ -9,6 +9,8 @@ again ends where an uninterrupted run ends; the snapshot changes only when a run
 
 
 import datetime as dt
+import resource
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -24,6 +26,22 @@ from schemas.published import load_published
 from transforms import community_lists, database, run_report, snapshot
 
 
+class StageClock:
+    """Wall time of each stage and the process's peak memory when it ended (DuckDB's included):
+    for the run report, and for the benchmarks, which read them from the result."""
+
+    def __init__(self):
+        self.stages: list[dict] = []
+        self._started = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        self.stages.append({"stage": stage, "seconds": round(now - self._started, 2),
+                            "peak_memory_gib": round(peak, 2)})
+        self._started = now
+
+
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
 def publish_snapshot(db_path: Path, snapshot_path: Path, info: dict) -> dict[str, int]:
     """Copying into a new file and renaming it is I/O: retried."""
@@ -35,12 +53,13 @@ def publish_snapshot(db_path: Path, snapshot_path: Path, info: dict) -> dict[str
 
 
 @task(cache_policy=NONE)
-def report_run(db_path: Path, ingest_run_id: int, as_of: dt.datetime, profile: str) -> run_report.RunReport:
+def report_run(db_path: Path, ingest_run_id: int, as_of: dt.datetime, profile: str,
+               stages: list[dict]) -> run_report.RunReport:
     """The run's summary as Prefect artifacts: a markdown page and its tables (counts only)."""
     layout = community_lists.load_layout()
     con = database.connect(db_path, load_schemas())
     try:
-        report = run_report.summarise(con, ingest_run_id, as_of, profile, layout.unknown_district)
+        report = run_report.summarise(con, ingest_run_id, as_of, profile, layout.unknown_district, stages)
     finally:
         con.close()
     create_markdown_artifact(report.markdown, key="daily-tracing-summary",
@@ -57,20 +76,27 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
     """Ingest what was delivered by ``as_of``, resolve persons, find exposures, classify, write the
     lists, publish the snapshot. ``as_of`` defaults to the end of the last delivery day."""
     logger = get_run_logger()
+    clock = StageClock()
     through = (as_of - dt.timedelta(microseconds=1)).date() if as_of else None
     ingested = ingest_flow(landing_dir=landing_dir, db_path=db_path, run_validation=run_validation,
                            progress=progress, through=through)
+    clock.done("ingest")
     identity = identity_flow(db_path=db_path, review_csv=db_path.with_name("link_review.csv"),
                              reviewed_pairs=db_path.with_name("reviewed_pairs.csv"))
+    clock.done("identity")
     traced = exposure_flow(db_path=db_path, profile=profile, as_of=as_of)
+    clock.done("exposures")
     listed = lists_flow(db_path=db_path, out_dir=out_dir, as_of=as_of, profile=profile)
+    clock.done("lists")
     as_of = listed["as_of"]
     snapshot_path = Path(snapshot_path or snapshot.snapshot_path_for(db_path))
     tables = publish_snapshot(db_path, snapshot_path, {
         "as_of": as_of, "profile": listed["profile"], "ingest_run_id": ingested["run_id"],
         "list_folder": listed["lists_dir"]})
-    report_run(db_path, ingested["run_id"], as_of, listed["profile"])
+    clock.done("snapshot")
+    report_run(db_path, ingested["run_id"], as_of, listed["profile"], clock.stages)
     logger.info("daily tracing as of %s (%s): %s; snapshot %s with %d tables", as_of, listed["profile"],
                 listed["categories"], snapshot_path, len(tables))
     return {**listed, "as_of": as_of.isoformat(sep=" "), "ingest_run_id": ingested["run_id"],
-            "persons": identity["persons"], "cases": traced["cases"], "snapshot": str(snapshot_path)}
+            "persons": identity["persons"], "cases": traced["cases"], "snapshot": str(snapshot_path),
+            "stages": clock.stages}

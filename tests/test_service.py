@@ -187,6 +187,7 @@ def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_
               [lab_row("S2", name="李娜", id_number="440524188001010014", phone="13900139000")])
     second = daily_tracing(**arguments)
     assert second["categories"] == {"confirmed": 2}
+    assert [s["stage"] for s in second["stages"]] == ["ingest", "identity", "exposures", "lists", "snapshot"]
     snapshot = tmp_path / "t_read.duckdb"
     assert query(snapshot, "SELECT count(*) FROM four_categories WHERE category = 'confirmed'") == [(2,)]
     assert query(snapshot, "SELECT status, count(*) FROM out_list_rows WHERE as_of = '2020-02-11' "
@@ -202,6 +203,7 @@ def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_
     summary = asyncio.run(latest("daily-tracing-summary"))
     assert "as of 2020-02-11 00:00" in summary.data and "1 new files" in summary.data
     assert "张伟" not in summary.data and "李娜" not in summary.data
+    assert "## Stages" in summary.data and "| identity |" in summary.data
     loads = asyncio.run(latest("loads"))
     rows = json.loads(loads.data) if isinstance(loads.data, str) else loads.data
     assert [(r["feed"], r["rows_read"], r["rows_loaded"]) for r in rows] == [("lab_results", 1, 1)]

@@ -203,6 +203,12 @@ def run(
     for row in result["compliance"]:
         clock.add_row(*row[:6], "-" if row[6] == "None" else f"{float(row[6]):.0%}")
     console.print(clock)
+    stages = Table(title="stages")
+    for name in ("stage", "seconds", "peak memory (GiB)"):
+        stages.add_column(name, justify="left" if name == "stage" else "right")
+    for stage in result["stages"]:
+        stages.add_row(stage["stage"], f"{stage['seconds']:.1f}", f"{stage['peak_memory_gib']:.2f}")
+    console.print(stages)
     console.print(f"Lists: {result['lists_dir']} (manifest.json lists every file with its SHA-256)")
     console.print(f"Snapshot for queries: {result['snapshot']} (read-only; see docs/data-dictionary.md)")
     if truth:

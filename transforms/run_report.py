@@ -88,8 +88,9 @@ def _share(met: int, missed: int) -> str:
 
 
 def summarise(con: duckdb.DuckDBPyConnection, ingest_run_id: int, as_of, profile: str,
-              unknown_district: str) -> RunReport:
-    """The run's loads, categories and clock as markdown and as tables (JSON-safe values)."""
+              unknown_district: str, stages: list[dict] = ()) -> RunReport:
+    """The run's loads, categories and clock as markdown and as tables (JSON-safe values); with the
+    stages' times and memory when given."""
     loads = _rows(con, LOADS_SQL, {"ingest_run_id": ingest_run_id})
     categories = _rows(con, CATEGORIES_SQL, {"unknown_district": unknown_district})
     compliance = _rows(con, COMPLIANCE_SQL, {})
@@ -106,6 +107,8 @@ def summarise(con: duckdb.DuckDBPyConnection, ingest_run_id: int, as_of, profile
         f"## People per category and district\n{_markdown_table(categories)}",
         f"## 24-hour clock\nInvestigation done and contacts listed within 24 hours: {_share(met, missed)} "
         f"({met} met, {missed} missed, {pending} pending).\n\n{_markdown_table(compliance)}",
+        f"## Stages\nWall time and the process's peak memory at the end of each stage.\n\n"
+        f"{_markdown_table(list(stages))}",
     ]) + "\n"
     return RunReport(markdown, {"loads": loads, "categories-by-district": categories,
                                 "clock-by-district": compliance})
