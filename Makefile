@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: demo test lint sample bench-ingest bench-identity bench-exposures clean
+.PHONY: demo test lint sample bench-ingest bench-identity bench-exposures bench-city clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements.lock
 # as-of time), so the lists carry 新增/变更/解除 and the clock measures real delays.
 DAYS := 2020-02-11 2020-02-12 2020-02-13 2020-02-14 2020-02-15
 demo: $(STAMP)
-	rm -rf $(OUT)/trace24.duckdb $(OUT)/trace24_raw $(OUT)/lists
+	rm -rf $(OUT)/trace24.duckdb $(OUT)/trace24_read.duckdb $(OUT)/trace24_raw $(OUT)/lists
 	for day in $(DAYS); do \
 	  $(BIN)/trace24 run --landing data/sample/landing --db $(OUT)/trace24.duckdb --out $(OUT)/lists \
 	    --as-of $${day}T00:00 --profile nhc-v6 || exit 1; \
@@ -47,6 +47,9 @@ bench-identity: $(STAMP)
 
 bench-exposures: $(STAMP)
 	$(BIN)/python benchmarks/exposures.py
+
+bench-city: $(STAMP)
+	$(BIN)/python benchmarks/city.py --residents 100000 --days 14
 
 clean:
 	rm -rf $(OUT) .prefect .pytest_cache

@@ -1,0 +1,175 @@
+"""The whole daily flow on a generated city: per stage wall time, peak memory and rows per second,
+the floor (one plain read of every input), and the latency of one new positive result.
+
+    .venv/bin/python benchmarks/city.py --residents 100000 --days 14
+    .venv/bin/python benchmarks/city.py --residents 1000000 --days 14
+
+The city comes from the sample generator (every feed, every fault, an outbreak in proportion),
+generated once into --workdir and reused while its parameters do not change. The daily flow runs
+in a fresh process (the Prefect flow as `trace24 run` runs it, validation included), as of the end
+of the last delivery day, from an empty store. Then one positive lab result of a registered
+resident is delivered on the next day and the flow runs again: only that file is new, and the
+time until the lists are written is the incremental latency. Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LAB_HEADER = ["样本编号", "姓名", "身份证号", "联系电话", "采样时间", "报告时间", "检测机构", "检测结果", "Ct值ORF1ab",
+              "Ct值N", "送检原因"]
+
+
+def generate(workdir: Path, residents: int, days: int, seed: int) -> Path:
+    stamp = workdir / "city.json"
+    wanted = {"residents": residents, "days": days, "seed": seed}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        return workdir / "landing"
+    from trace24.samplecity import generate_city
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.perf_counter()
+    generate_city(workdir, residents=residents, days=days, seed=seed)
+    print(f"generated {residents:,} residents x {days} days in {time.perf_counter() - started:.1f} s", flush=True)
+    stamp.write_text(json.dumps(wanted))
+    return workdir / "landing"
+
+
+def floor(landing: Path) -> dict:
+    """One plain read of every input: the place-scan Parquet files scanned whole by DuckDB, every
+    other file read as bytes. No parsing, no work: what any pipeline must at least spend."""
+    import duckdb
+
+    scans = sorted(str(p) for p in landing.rglob("place_scans*.parquet"))
+    started = time.perf_counter()
+    with duckdb.connect() as con:
+        rows = con.execute("SELECT count(*) FROM (SELECT * FROM read_parquet($files))", {"files": scans}
+                           ).fetchall()[0][0]
+    scan_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    size = sum(len(p.read_bytes()) for p in landing.rglob("*") if p.is_file() and p.suffix != ".parquet")
+    return {"scan_rows": rows, "scan_seconds": scan_seconds, "other_bytes": size,
+            "other_seconds": time.perf_counter() - started}
+
+
+def measure(landing: str, db: str, out: str) -> None:
+    """Child process: one daily run; prints its stages and the rows each stage handled, as JSON."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    import duckdb
+
+    from flows.daily import daily_tracing
+
+    result = daily_tracing(landing_dir=Path(landing), db_path=Path(db), out_dir=Path(out))
+    with duckdb.connect(db, read_only=True) as con:
+        def one(sql, params=None):
+            return con.execute(sql, params or {}).fetchall()[0][0] or 0
+
+        run = {"r": result["ingest_run_id"]}
+        rows = {"ingest": one("SELECT sum(rows_read) FROM load_audit WHERE run_id = $r", run),
+                "identity": one("SELECT count(*) FROM person_records"),
+                "exposures": one("SELECT count(*) FROM staged_place_scans"),
+                "lists": one("SELECT count(*) FROM core_category_candidates"),
+                "snapshot": one("SELECT sum(estimated_size) FROM duckdb_tables()")}
+    sizes = {"persons": result["persons"], "cases": result["cases"], "list_rows": result["list_rows"],
+             "categories": result["categories"]}
+    print(json.dumps({"stages": result["stages"], "rows": rows, "sizes": sizes}))
+
+
+def run_child(landing: Path, db: Path, out: Path) -> dict:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PREFECT_HOME": str(ROOT / ".prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
+    started = time.perf_counter()
+    child = subprocess.run([sys.executable, __file__, "--child", str(landing), str(db), str(out)],
+                           capture_output=True, text=True, env=env)
+    if child.returncode:
+        sys.exit(f"the daily run failed:\n{child.stderr[-4000:]}")
+    record = json.loads(next(line for line in child.stdout.splitlines() if line.startswith("{")))
+    record["process_seconds"] = time.perf_counter() - started
+    return record
+
+
+def deliver_one_positive(landing: Path) -> Path:
+    """A new delivery day holding one positive lab result of the first registered resident."""
+    days = sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name[:4].isdigit())
+    register = next(landing.glob(f"{days[0]}/civil/residents*.csv"))
+    with register.open(encoding="utf-8-sig", newline="") as handle:
+        person = next(csv.DictReader(handle))
+    day = dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)
+    folder = landing / day.isoformat() / "cdc"
+    folder.mkdir(parents=True, exist_ok=True)
+    sampled = dt.datetime.combine(day, dt.time(8))
+    path = folder / "lab_results.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(LAB_HEADER)
+        writer.writerow(["BENCH-1", person["姓名"], person["身份证号"], person["联系电话"], f"{sampled:%Y-%m-%d %H:%M}",
+                         f"{sampled + dt.timedelta(hours=6):%Y-%m-%d %H:%M}", "市疾控", "阳性", "24.0", "25.0", "密接"])
+    return path.parent.parent
+
+
+def print_stages(title: str, record: dict) -> None:
+    print(f"\n{title}")
+    print(f"{'stage':<12}{'seconds':>10}{'peak GiB':>10}{'rows':>14}{'rows/s':>14}")
+    total = 0.0
+    for stage in record["stages"]:
+        rows = record["rows"].get(stage["stage"], 0)
+        total += stage["seconds"]
+        rate = f"{rows / stage['seconds']:,.0f}" if stage["seconds"] and stage["stage"] != "snapshot" else ""
+        shown = f"{rows:,}" if stage["stage"] != "snapshot" else f"{rows:,} est."
+        print(f"{stage['stage']:<12}{stage['seconds']:>10.1f}{stage['peak_memory_gib']:>10.2f}{shown:>14}{rate:>14}")
+    print(f"{'flow':<12}{total:>10.1f}{max(s['peak_memory_gib'] for s in record['stages']):>10.2f}"
+          f"   (process with Prefect start-up: {record['process_seconds']:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--residents", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--child", nargs=3, metavar=("LANDING", "DB", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        measure(*args.child)
+        return
+    workdir = args.workdir or ROOT / "benchmarks" / ".cache" / f"city-{args.residents}-{args.days}"
+    landing = generate(workdir, args.residents, args.days, args.seed)
+    run_dir = workdir / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    # The benchmark's own copy of the landing folder: the incremental delivery is added to it.
+    shutil.copytree(landing, run_dir / "landing")
+    base = floor(landing)
+    full = run_child(run_dir / "landing", run_dir / "t.duckdb", run_dir / "lists")
+    deliver_one_positive(run_dir / "landing")
+    new = run_child(run_dir / "landing", run_dir / "t.duckdb", run_dir / "lists")
+
+    sizes = full["sizes"]
+    print(f"\ncity benchmark: {args.residents:,} residents, {args.days} delivery days, {os.cpu_count()} cores")
+    print(f"persons {sizes['persons']:,}; cases {sizes['cases']:,}; categories {sizes['categories']}; "
+          f"list rows {sizes['list_rows']:,}")
+    print(f"floor: plain scan of {base['scan_rows']:,} place scans {base['scan_seconds']:.2f} s; "
+          f"reading the other files ({base['other_bytes'] / 1e6:,.0f} MB) {base['other_seconds']:.2f} s")
+    print_stages("full daily run from an empty store", full)
+    print_stages("one new positive lab result (a new delivery day with one file)", new)
+    to_lists = sum(s["seconds"] for s in new["stages"] if s["stage"] != "snapshot")
+    print(f"\none new positive result to the lists: {to_lists:.1f} s in the flow "
+          f"({new['process_seconds']:.1f} s with process and Prefect start-up); "
+          f"its new cases: {new['sizes']['cases'] - sizes['cases']}")
+
+
+if __name__ == "__main__":
+    main()
