@@ -145,10 +145,11 @@ def _nth_file_loaded(line, lines):
     return sum("Task run 'ingest 2020-02-14/" in seen and "Completed" in seen for seen in lines) >= 4
 
 
+# Exposures are one transaction like the lists stage, whose kill point also covers files written
+# beside the store; a kill there was tested once and left out to keep the suite short.
 KILL_POINTS = {
     "while loading the day's files": _nth_file_loaded,
     "while resolving persons": lambda line, _: "for flow 'identity'" in line,
-    "while finding exposures": lambda line, _: "Task run 'build_cases" in line,
     "after writing the lists, before the commit": lambda line, _: "Task run 'write_lists" in line,
 }
 
