@@ -70,6 +70,7 @@ class Validator:
         self.context.variables.progress_bars = {"globally": False}
         self.source = self.context.data_sources.add_or_update_pandas("staged")
         self._checkpoints: dict[str, object] = {}
+        self._results: list = []  # this run's validation results: the docs are built for these only
 
     def _checkpoint(self, contract: FeedContract):
         if contract.feed in self._checkpoints:
@@ -107,6 +108,7 @@ class Validator:
         run_id = self._gx.core.run_identifier.RunIdentifier(run_name=f"load-{load_id}")
         result = self._checkpoint(contract).run(batch_parameters={"dataframe": frame}, run_id=run_id)
         rows = []
+        self._results.extend(result.run_results.keys())
         for validation in result.run_results.values():
             for outcome in validation.results:
                 config = outcome.expectation_config
@@ -120,8 +122,10 @@ class Validator:
         return bool(result.success)
 
     def build_docs(self) -> str | None:
-        """Build the HTML data docs; return the path of their index page."""
-        self.context.build_data_docs()
+        """Add this run's validations to the HTML data docs; return the path of their index page.
+        Pages of earlier runs stay as they were built: rebuilding every stored result would make each
+        run slower than the last."""
+        self.context.build_data_docs(resource_identifiers=self._results or None)
         sites = self.context.get_docs_sites_urls()
         url = sites[0]["site_url"] if sites else None
         return url.removeprefix("file://") if url else None
