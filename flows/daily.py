@@ -1,7 +1,8 @@
 """The daily tracing flow: every stage, landing folder to community lists, the clock and the snapshot.
 
 Only wiring lives here. Each stage is its own flow, run here as a subflow: ingest (new deliveries
-only), identity, exposures, lists. Then the run publishes: a read-only snapshot of the published
+only), identity, exposures, lists, then validation of the new loads (it gates nothing, so the lists
+do not wait for it). Then the run publishes: a read-only snapshot of the published
 tables swapped in whole, and Prefect artifacts that sum the run up (counts only). Each stage
 commits whole or not at all and recomputes from what is stored, so a run killed anywhere and run
 again ends where an uninterrupted run ends; the snapshot changes only when a run finishes.
@@ -19,7 +20,7 @@ from prefect.cache_policies import NONE
 
 from flows.exposures import exposure_flow
 from flows.identity import identity_flow
-from flows.ingest import ingest_flow
+from flows.ingest import ingest_flow, validation_flow
 from flows.lists import lists_flow
 from schemas import load_schemas
 from schemas.published import load_published
@@ -78,7 +79,8 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
     logger = get_run_logger()
     clock = StageClock()
     through = (as_of - dt.timedelta(microseconds=1)).date() if as_of else None
-    ingested = ingest_flow(landing_dir=landing_dir, db_path=db_path, run_validation=run_validation,
+    # Validation gates nothing: it runs after the lists are out, so they are not kept waiting for it.
+    ingested = ingest_flow(landing_dir=landing_dir, db_path=db_path, run_validation=False,
                            progress=progress, through=through)
     clock.done("ingest")
     identity = identity_flow(db_path=db_path, review_csv=db_path.with_name("link_review.csv"),
@@ -88,6 +90,9 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
     clock.done("exposures")
     listed = lists_flow(db_path=db_path, out_dir=out_dir, as_of=as_of, profile=profile)
     clock.done("lists")
+    if run_validation:
+        validation_flow(db_path=db_path)
+        clock.done("validation")
     as_of = listed["as_of"]
     snapshot_path = Path(snapshot_path or snapshot.snapshot_path_for(db_path))
     tables = publish_snapshot(db_path, snapshot_path, {

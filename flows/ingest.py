@@ -44,6 +44,20 @@ def validate_loads(con, schemas, db_path: Path) -> str | None:
     return validator.build_docs()
 
 
+@flow(name="validation", log_prints=False)
+def validation_flow(db_path: Path, schemas_dir: Path | None = None) -> str | None:
+    """Validate every load not validated yet against its feed's suite; return the data docs' index.
+
+    Nothing downstream waits for it (a load is used whatever its validation says; analysts read the
+    outcome), so the daily flow runs it after the lists are out."""
+    schemas = load_schemas(schemas_dir)
+    con = database.connect(db_path, schemas)
+    try:
+        return validate_loads(con, schemas, db_path)
+    finally:
+        con.close()
+
+
 @flow(name="ingest", log_prints=False)
 def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None, run_validation: bool = True,
                 progress: bool = False, through: dt.date | None = None) -> dict:

@@ -182,8 +182,12 @@ def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
     arguments = {"landing_dir": day1.parent, "db_path": tmp_path / "t.duckdb", "out_dir": tmp_path / "lists",
                  "as_of": dt.datetime(2020, 2, 11), "run_validation": False}
-    first = daily_tracing(**arguments)
+    first = daily_tracing(**{**arguments, "run_validation": True})
     assert first["categories"] == {"confirmed": 1}
+    # Validation runs after the lists, which do not wait for it; the load is validated all the same.
+    assert [s["stage"] for s in first["stages"]] == ["ingest", "identity", "exposures", "lists", "validation",
+                                                     "snapshot"]
+    assert query(tmp_path / "t_read.duckdb", "SELECT validation_passed FROM load_audit") == [(True,)]
     write_csv(day1 / "cdc" / "lab_results_late.csv", LAB_HEADER,
               [lab_row("S2", name="李娜", id_number="440524188001010014", phone="13900139000")])
     second = daily_tracing(**arguments)
