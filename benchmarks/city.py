@@ -28,24 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import generate  # noqa: E402 (needs the project on the path)
+
 LAB_HEADER = ["样本编号", "姓名", "身份证号", "联系电话", "采样时间", "报告时间", "检测机构", "检测结果", "Ct值ORF1ab",
               "Ct值N", "送检原因"]
-
-
-def generate(workdir: Path, residents: int, days: int, seed: int) -> Path:
-    stamp = workdir / "city.json"
-    wanted = {"residents": residents, "days": days, "seed": seed}
-    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
-        return workdir / "landing"
-    from trace24.samplecity import generate_city
-
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    started = time.perf_counter()
-    generate_city(workdir, residents=residents, days=days, seed=seed)
-    print(f"generated {residents:,} residents x {days} days in {time.perf_counter() - started:.1f} s", flush=True)
-    stamp.write_text(json.dumps(wanted))
-    return workdir / "landing"
 
 
 def floor(landing: Path) -> dict:

@@ -23,21 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def generate(workdir: Path, residents: int, days: int, seed: int) -> Path:
-    stamp = workdir / "city.json"
-    wanted = {"residents": residents, "days": days, "seed": seed}
-    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
-        return workdir / "landing"
-    from trace24.samplecity import generate_city
-
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    started = time.perf_counter()
-    generate_city(workdir, residents=residents, days=days, seed=seed)
-    print(f"generated {residents:,} residents x {days} days in {time.perf_counter() - started:.1f} s")
-    stamp.write_text(json.dumps(wanted))
-    return workdir / "landing"
+from benchmarks.common import generate  # noqa: E402 (needs the project on the path)
 
 
 def measure(landing: str, db: str) -> None:

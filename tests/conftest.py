@@ -84,6 +84,16 @@ def api_call(url: str, body: dict | None = None):
         return json.loads(response.read())
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process started in a session of its own, and its children: politely, then for sure."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """One `prefect server start` on a free local port for the runs started as processes of their own,
@@ -110,11 +120,7 @@ def prefect_server(tmp_path_factory):
                 time.sleep(1)
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop(process)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from tests.conftest import (
     query,
     run_sample,
     sample_run_command,
+    stop,
     write_csv,
 )
 from transforms.database import quote
@@ -240,10 +241,6 @@ def test_serve_runs_the_flow_on_its_cron_schedule_against_a_prefect_server(prefe
         deployment = api_call(f"{api}/deployments/{completed[0]['deployment_id']}")
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["* * * * *"]
     finally:
-        os.killpg(serving.pid, signal.SIGTERM)
-        try:
-            serving.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serving.pid, signal.SIGKILL)
+        stop(serving)
     assert (tmp_path / "lists" / "2020-02-11" / "manifest.json").is_file()
     assert query(tmp_path / "t_read.duckdb", "SELECT count(*) FROM four_categories") == [(1,)]

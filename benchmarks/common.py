@@ -1,0 +1,25 @@
+"""What the benchmarks share: a generated city, cached while its parameters do not change."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+
+def generate(workdir: Path, residents: int, days: int, seed: int) -> Path:
+    """The landing folder of a city generated into ``workdir`` (again only when the parameters change)."""
+    stamp = workdir / "city.json"
+    wanted = {"residents": residents, "days": days, "seed": seed}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        return workdir / "landing"
+    from trace24.samplecity import generate_city
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.perf_counter()
+    generate_city(workdir, residents=residents, days=days, seed=seed)
+    print(f"generated {residents:,} residents x {days} days in {time.perf_counter() - started:.1f} s", flush=True)
+    stamp.write_text(json.dumps(wanted))
+    return workdir / "landing"
