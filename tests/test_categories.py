@@ -190,3 +190,6 @@ def test_v8_lists_secondary_contacts_for_seven_days(city):
     found = city.classify("nhc-v8")
     assert found[2] == "close_contact" and found.get(3) == "secondary_contact"
     assert city.current(3)["action_key"] == "secondary_contact"
+    # The list names the case behind the close contact (关联病例), not the contact.
+    case_code = city.con.execute("SELECT case_code FROM core_cases").fetchall()[0][0]
+    assert city.current(3)["source_case_codes"] == [case_code] == city.current(2)["source_case_codes"]

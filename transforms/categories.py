@@ -270,14 +270,30 @@ chosen AS (
     QUALIFY row_number() OVER (PARTITION BY person_id
                                ORDER BY list_position($precedence, category), entered_at) = 1
 ),
-sources AS (
-    SELECT c.person_id,
-           list(k.case_code ORDER BY k.case_code) AS source_case_codes,
-           bool_or(k.is_asymptomatic) AND NOT bool_or(NOT k.is_asymptomatic) AS all_sources_asymptomatic,
-           min(k.clock_started_at) AS first_case_clock_started_at
+source_people AS (
+    SELECT c.person_id, c.category, s.source_person_id
     FROM chosen AS c, unnest(c.source_person_ids) AS s(source_person_id)
-    JOIN core_cases AS k ON k.person_id = s.source_person_id
-    GROUP BY c.person_id
+),
+source_cases AS (
+    SELECT person_id, source_person_id AS case_person_id, true AS is_direct
+    FROM source_people
+    WHERE source_person_id IN (SELECT person_id FROM core_cases)
+    UNION
+    -- A secondary contact's source is a close contact: the list names the cases behind that
+    -- contact, but the 24-hour clock of those cases does not set the secondary contact's deadline.
+    SELECT p.person_id, t.source_person_id, false
+    FROM source_people AS p
+    JOIN core_contacts AS t ON t.exposed_person_id = p.source_person_id AND t.contact_level = 'close'
+    WHERE p.category = 'secondary_contact'
+),
+sources AS (
+    SELECT sc.person_id,
+           list(DISTINCT k.case_code ORDER BY k.case_code) AS source_case_codes,
+           bool_or(k.is_asymptomatic) AND NOT bool_or(NOT k.is_asymptomatic) AS all_sources_asymptomatic,
+           min(k.clock_started_at) FILTER (WHERE sc.is_direct) AS first_case_clock_started_at
+    FROM source_cases AS sc
+    JOIN core_cases AS k ON k.person_id = sc.case_person_id
+    GROUP BY sc.person_id
 )
 SELECT c.person_id, c.category, c.is_asymptomatic, c.entered_at AS category_since_at, c.reason, c.setting,
        CASE WHEN c.category = 'confirmed' AND c.is_asymptomatic THEN 'asymptomatic'
