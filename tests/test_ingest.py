@@ -242,6 +242,30 @@ def test_a_second_ingest_of_the_same_landing_adds_nothing(day1, db_path):
     assert query(db_path, counts) == before
 
 
+def test_unchanged_files_are_not_read_again_and_a_rewritten_one_is(day1, db_path, monkeypatch):
+    """Hourly runs over months of deliveries: a file with the path, size and modification time of one
+    hashed before is not read again; a file rewritten in place (same size, new content) is."""
+    import os
+
+    from transforms import landing as landing_module
+
+    path = write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
+    ingest_landing(day1.parent, db_path)
+    real_sha256 = landing_module.sha256_of
+
+    def must_not_read(p):
+        raise AssertionError(f"{p} was read again")
+
+    monkeypatch.setattr(landing_module, "sha256_of", must_not_read)
+    assert [o.status for o in ingest_landing(day1.parent, db_path)] == ["skipped"]
+    write_csv(path, LAB_HEADER, [lab_row("S2")])            # same size, other content
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    monkeypatch.setattr(landing_module, "sha256_of", real_sha256)
+    assert [o.status for o in ingest_landing(day1.parent, db_path)] == ["loaded"]
+    assert query(db_path, "SELECT sample_id FROM staged_lab_results WHERE is_current ORDER BY 1") == [("S1",), ("S2",)]
+
+
 def test_a_file_that_fails_half_way_leaves_nothing_behind(day1, db_path, monkeypatch):
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
     ingest_landing(day1.parent, db_path)

@@ -66,6 +66,14 @@ BOOKKEEPING_DDL = (
         reasons VARCHAR[] NOT NULL,
         raw_values JSON
     )""",
+    # Fingerprints of landed files already hashed: a file whose path, size and modification time
+    # are unchanged is not read again on every run.
+    """CREATE TABLE IF NOT EXISTS landed_files (
+        source_file VARCHAR PRIMARY KEY,
+        file_bytes BIGINT NOT NULL,
+        modified_ns BIGINT NOT NULL,
+        file_sha256 VARCHAR NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS delivery_warnings (
         run_id INTEGER NOT NULL,
         delivery_date DATE,

@@ -48,6 +48,21 @@ def finish_run(con, run_id: int, outcomes: list[FileOutcome]) -> None:
                 [dt.datetime.now(), loaded, len(outcomes) - loaded, run_id])
 
 
+def file_sha256(con, landed: landing.LandedFile) -> str:
+    """The file's SHA-256: from ``landed_files`` when its path, size and modification time are those
+    of a file hashed before (months of deliveries are not read again every hour), else computed.
+    Rewriting a file changes its modification time, so a corrected delivery is always hashed."""
+    stat = landed.path.stat()
+    fingerprint = [landed.relative_path, stat.st_size, stat.st_mtime_ns]
+    cached = con.execute("SELECT file_sha256 FROM landed_files WHERE source_file = ? AND file_bytes = ? "
+                         "AND modified_ns = ?", fingerprint).fetchall()
+    if cached:
+        return cached[0][0]
+    sha256 = landing.sha256_of(landed.path)
+    con.execute("INSERT OR REPLACE INTO landed_files VALUES (?, ?, ?, ?)", [*fingerprint, sha256])
+    return sha256
+
+
 def already_loaded(con, landed: landing.LandedFile, sha256: str) -> bool:
     return con.execute(
         "SELECT count(*) > 0 FROM load_audit WHERE source_file = ? AND file_sha256 = ? AND file_status IN ?",
@@ -79,7 +94,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, schemas: Schemas, landed: landin
                 run_id: int, archive_dir: Path) -> FileOutcome:
     """Load one file whole, or quarantine it whole; never half. Skips a file loaded before."""
     contract = schemas.feeds[landed.feed]
-    sha256 = landing.sha256_of(landed.path)
+    sha256 = file_sha256(con, landed)
     if already_loaded(con, landed, sha256):
         return FileOutcome(landed.relative_path, landed.feed, "skipped")
     con.begin()
