@@ -11,6 +11,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from schemas import SchemaError
@@ -134,6 +135,42 @@ def test_a_rerun_with_a_new_day_keeps_every_person_id(linked):
     assert changed == {}
     still_there = {p for (p,) in query(db_path, "SELECT person_id FROM persons")}
     assert first["persons"] <= still_there
+
+
+EXACT_LINKS_COUNTED_AT_ONCE = """
+    SELECT p.person_id, r.name, r.phone, r.sex, r.birth_date, r.address, min(r.id_number) AS id_number,
+           list_sort(list(DISTINCT p.link_method)) AS link_methods, count(*) AS record_count,
+           min(r.delivery_date) AS first_delivery_date, max(r.delivery_date) AS last_delivery_date
+    FROM person_records AS p
+    JOIN identity_records AS r USING (feed, load_id, source_row_number)
+    WHERE p.link_method IN ('exact_id', 'exact_document')
+    GROUP BY ALL"""
+
+
+def test_person_values_counted_run_by_run_equal_every_exact_link_counted_at_once(linked):
+    """persons and the linkage profiles read person_values, merged in run by run: it must not drift."""
+    columns = ("person_id, name, phone, sex, birth_date, address, id_number, link_methods, record_count, "
+               "first_delivery_date, last_delivery_date")
+    difference = query(linked["db"], f"""
+        SELECT count(*) FROM (
+            (SELECT {columns} FROM person_values EXCEPT ALL {EXACT_LINKS_COUNTED_AT_ONCE})
+            UNION ALL
+            ({EXACT_LINKS_COUNTED_AT_ONCE} EXCEPT ALL SELECT {columns} FROM person_values))""")
+    assert difference == [(0,)]
+    assert query(linked["db"], "SELECT sum(record_count) FROM person_values") == query(
+        linked["db"], "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
+
+
+def test_a_store_from_before_person_values_gets_them_counted_once(linked, tmp_path):
+    db_path = tmp_path / "older.duckdb"
+    shutil.copyfile(linked["db"], db_path)
+    before = query(db_path, "SELECT * FROM persons ORDER BY person_id")
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("DELETE FROM person_values")  # as an older store has none
+    link_store(db_path)
+    assert query(db_path, "SELECT * FROM persons ORDER BY person_id") == before
+    assert query(db_path, "SELECT sum(record_count) FROM person_values") == query(
+        db_path, "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
 
 
 def test_zhang_wei_by_phone_by_typo_and_a_stranger(linked):

@@ -6,8 +6,11 @@ number, is the person), the ledger of person keys that keeps every ``person_id``
 run, and the ``persons`` table. What does not: the probabilistic model for records without a valid
 ID (``linkage.py``) and where a person lives (``community.py``).
 
-Cost: identity records and exact links are incremental (only loads not seen before); the
-probabilistic pass re-reads only records without a valid ID, a small share of the whole.
+Cost: identity records and exact links are incremental (only loads not seen before), and so is
+``person_values``, the exact-linked records counted per person and identity values: a person's
+thousand scans under one phone are one row, so ``persons`` and the linkage profiles read a few rows
+per person instead of every record. The probabilistic pass re-reads only records without a valid
+ID, a small share of the whole.
 """
 
 from __future__ import annotations
@@ -53,6 +56,20 @@ IDENTITY_DDL = (
         person_id BIGINT NOT NULL,
         link_method VARCHAR NOT NULL,
         match_probability DOUBLE NOT NULL
+    )""",
+    # Exact links never change once written, so their counts only ever grow: merged in per run.
+    """CREATE TABLE IF NOT EXISTS person_values (
+        person_id BIGINT NOT NULL,
+        name VARCHAR,
+        phone VARCHAR,
+        sex VARCHAR,
+        birth_date DATE,
+        address VARCHAR,
+        id_number VARCHAR NOT NULL,
+        link_methods VARCHAR[] NOT NULL,
+        record_count BIGINT NOT NULL,
+        first_delivery_date DATE NOT NULL,
+        last_delivery_date DATE NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS person_merges (
         person_id BIGINT NOT NULL,
@@ -131,33 +148,73 @@ def link_exact(con: duckdb.DuckDBPyConnection) -> int:
     New keys are numbered after the highest id so far, in order of first delivery, then key: ids are
     never reused or renumbered, and the same deliveries always give the same numbers.
     """
+    # Views, not tables: on a first run the new records are every record of the store.
+    con.execute("""
+        CREATE OR REPLACE TEMP VIEW unlinked_records AS
+        SELECT r.feed, r.load_id, r.source_row_number, r.delivery_date, r.person_key, r.id_status, r.id_number,
+               r.name, r.phone, r.sex, r.birth_date, r.address
+        FROM identity_records AS r
+        WHERE r.person_key IS NOT NULL
+          AND r.load_id IN (SELECT load_id FROM identity_loads WHERE NOT is_exact_linked)""")
     con.execute("""
         INSERT INTO person_keys
         WITH new_keys AS (
             SELECT person_key, min(delivery_date) AS first_delivery_date
-            FROM identity_records
-            WHERE person_key IS NOT NULL
-              AND person_key NOT IN (SELECT person_key FROM person_keys)
+            FROM unlinked_records
+            WHERE person_key NOT IN (SELECT person_key FROM person_keys)
             GROUP BY person_key
         ),
         start AS (SELECT coalesce(max(person_id), 0) AS last_id FROM person_keys)
         SELECT person_key, last_id + row_number() OVER (ORDER BY first_delivery_date, person_key), first_delivery_date
         FROM new_keys, start""")
-    before = scalar(con, "SELECT count(*) FROM person_records")
     con.execute("""
-        INSERT INTO person_records
-        WITH unlinked AS (
-            SELECT r.feed, r.load_id, r.source_row_number, r.person_key, r.id_status
-            FROM identity_records AS r
-            WHERE r.person_key IS NOT NULL
-              AND r.load_id IN (SELECT load_id FROM identity_loads WHERE NOT is_exact_linked)
-        )
-        SELECT u.feed, u.load_id, u.source_row_number, k.person_id,
-               CASE WHEN u.id_status = 'passport' THEN 'exact_document' ELSE 'exact_id' END, 1.0
-        FROM unlinked AS u
+        CREATE OR REPLACE TEMP VIEW new_exact_links AS
+        SELECT u.*, k.person_id,
+               CASE WHEN u.id_status = 'passport' THEN 'exact_document' ELSE 'exact_id' END AS link_method
+        FROM unlinked_records AS u
         JOIN person_keys AS k USING (person_key)""")
+    before = scalar(con, "SELECT count(*) FROM person_records")
+    # A store from before person_values existed has exact links that were never counted.
+    uncounted = not scalar(con, "SELECT count(*) FROM person_values") and before and scalar(
+        con, "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
+    con.execute("""INSERT INTO person_records
+                   SELECT feed, load_id, source_row_number, person_id, link_method, 1.0 FROM new_exact_links""")
+    if uncounted:
+        con.execute("""
+            CREATE OR REPLACE TEMP VIEW new_exact_links AS
+            SELECT r.*, p.person_id, p.link_method
+            FROM person_records AS p
+            JOIN identity_records AS r USING (feed, load_id, source_row_number)
+            WHERE p.link_method IN ('exact_id', 'exact_document')""")
+    _merge_person_values(con)
+    con.execute("DROP VIEW new_exact_links")
+    con.execute("DROP VIEW unlinked_records")
+    linked = scalar(con, "SELECT count(*) FROM person_records") - before
     con.execute("UPDATE identity_loads SET is_exact_linked = true WHERE NOT is_exact_linked")
-    return scalar(con, "SELECT count(*) FROM person_records") - before
+    return linked
+
+
+def _merge_person_values(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the records of ``new_exact_links`` to ``person_values``: counts add, dates widen."""
+    con.execute("""
+        MERGE INTO person_values AS v
+        USING (
+            SELECT person_id, name, phone, sex, birth_date, address, min(id_number) AS id_number,
+                   list_sort(list(DISTINCT link_method)) AS link_methods, count(*) AS record_count,
+                   min(delivery_date) AS first_delivery_date, max(delivery_date) AS last_delivery_date
+            FROM new_exact_links
+            GROUP BY person_id, name, phone, sex, birth_date, address
+        ) AS n
+        ON v.person_id = n.person_id AND v.name IS NOT DISTINCT FROM n.name AND v.phone IS NOT DISTINCT FROM n.phone
+           AND v.sex IS NOT DISTINCT FROM n.sex AND v.birth_date IS NOT DISTINCT FROM n.birth_date
+           AND v.address IS NOT DISTINCT FROM n.address
+        WHEN MATCHED THEN UPDATE SET
+            id_number = least(v.id_number, n.id_number),
+            link_methods = list_sort(list_distinct(list_concat(v.link_methods, n.link_methods))),
+            record_count = v.record_count + n.record_count,
+            first_delivery_date = least(v.first_delivery_date, n.first_delivery_date),
+            last_delivery_date = greatest(v.last_delivery_date, n.last_delivery_date)
+        WHEN NOT MATCHED THEN INSERT BY NAME""")
 
 
 # The value a person is most often recorded with; ties go to the greatest value, so reruns agree.
@@ -183,20 +240,20 @@ def most_frequent_joins() -> str:
 
 PERSONS_SQL = f"""
 CREATE OR REPLACE TABLE persons AS
-WITH linked AS MATERIALIZED (
-    SELECT p.person_id, p.link_method, r.*
+WITH counted AS MATERIALIZED (
+    -- One row per person and identity values: a person's thousand scans by one phone become one.
+    -- Exact links were counted as they arrived (person_values); the few others are counted here.
+    SELECT person_id, name, phone, sex, birth_date, address, record_count AS n, id_number,
+           list_contains(link_methods, 'exact_document') AS has_passport,
+           first_delivery_date, last_delivery_date, link_methods
+    FROM person_values
+    UNION ALL
+    SELECT p.person_id, r.name, r.phone, r.sex, r.birth_date, r.address, count(*), NULL, false,
+           min(r.delivery_date), max(r.delivery_date), list(DISTINCT p.link_method)
     FROM person_records AS p
     JOIN identity_records AS r USING (feed, load_id, source_row_number)
-),
-counted AS MATERIALIZED (
-    -- One row per person and identity values: a person's thousand scans by one phone become one.
-    SELECT person_id, name, phone, sex, birth_date, address, count(*) AS n,
-           min(id_number) FILTER (WHERE link_method IN ('exact_id', 'exact_document')) AS id_number,
-           bool_or(link_method = 'exact_document') AS has_passport,
-           min(delivery_date) AS first_delivery_date, max(delivery_date) AS last_delivery_date,
-           list(DISTINCT link_method) AS link_methods
-    FROM linked
-    GROUP BY person_id, name, phone, sex, birth_date, address
+    WHERE p.link_method NOT IN ('exact_id', 'exact_document') AND r.person_key IS NULL
+    GROUP BY p.person_id, r.name, r.phone, r.sex, r.birth_date, r.address
 ),
 {most_frequent_ctes("counted")},
 seen AS (

@@ -65,30 +65,24 @@ def load_profile(path: Path | None = None) -> LinkageProfile:
 # from the person's other records. Signatures: the distinct identities of records without a valid ID.
 LINK_INPUT_SQL = f"""
 CREATE OR REPLACE TEMP TABLE link_input AS
-WITH exact_records AS (
-    SELECT p.person_id, r.name, r.phone, r.id_number, r.birth_date, r.sex, r.address
-    FROM person_records AS p
-    JOIN identity_records AS r USING (feed, load_id, source_row_number)
-    WHERE p.link_method IN ('exact_id', 'exact_document')
-),
-exact_counted AS (
-    SELECT person_id, name, phone, sex, birth_date, address, min(id_number) AS id_number, count(*) AS n
-    FROM exact_records
-    GROUP BY person_id, name, phone, sex, birth_date, address
+WITH exact_counted AS (
+    -- The exact-linked records, counted per person and identity values as they arrived.
+    SELECT person_id, name, phone, sex, birth_date, address, id_number, record_count AS n
+    FROM person_values
 ),
 {most_frequent_ctes("exact_counted")},
-person_values AS (
+person_usual AS (
     SELECT person_id, id_number, name, phone, birth_date, sex, address
     FROM (SELECT person_id, min(id_number) AS id_number FROM exact_counted GROUP BY person_id)
     {most_frequent_joins()}),
 variants AS (
     -- The person's usual name and phone, plus any other phone it was seen with: one row per person
     -- unless it has several phones, so random pairs of rows are pairs of different people.
-    SELECT person_id, name, phone FROM person_values
+    SELECT person_id, name, phone FROM person_usual
     UNION
     SELECT DISTINCT e.person_id, coalesce(e.name, v.name), e.phone
-    FROM exact_records AS e
-    JOIN person_values AS v USING (person_id)
+    FROM exact_counted AS e
+    JOIN person_usual AS v USING (person_id)
     WHERE e.phone IS NOT NULL AND e.phone <> v.phone
 ),
 profiles AS (
@@ -98,7 +92,7 @@ profiles AS (
            person_id AS label, true AS is_profile,
            v.id_number, x.name, x.phone, v.birth_date, v.sex, v.address
     FROM variants AS x
-    JOIN person_values AS v USING (person_id)
+    JOIN person_usual AS v USING (person_id)
 ),
 signatures AS (
     SELECT DISTINCT signature_id AS unique_id, NULL::BIGINT AS label, false AS is_profile,
