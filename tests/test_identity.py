@@ -161,14 +161,17 @@ def test_person_values_counted_run_by_run_equal_every_exact_link_counted_at_once
         linked["db"], "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
 
 
-def test_a_store_from_before_person_values_gets_them_counted_once(linked, tmp_path):
+def test_a_store_from_before_person_values_and_unidentified_records_gets_both_filled_once(linked, tmp_path):
     db_path = tmp_path / "older.duckdb"
     shutil.copyfile(linked["db"], db_path)
     before = query(db_path, "SELECT * FROM persons ORDER BY person_id")
     with duckdb.connect(str(db_path)) as con:
         con.execute("DELETE FROM person_values")  # as an older store has none
+        con.execute("DROP TABLE unidentified_records")
     link_store(db_path)
     assert query(db_path, "SELECT * FROM persons ORDER BY person_id") == before
+    assert query(db_path, "SELECT count(*) FROM unidentified_records") == query(
+        db_path, "SELECT count(*) FROM identity_records WHERE person_key IS NULL")
     assert query(db_path, "SELECT sum(record_count) FROM person_values") == query(
         db_path, "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
 

@@ -104,17 +104,6 @@ UNION ALL
 SELECT * FROM signatures
 """
 
-UNIDENTIFIED_SQL = """
-CREATE OR REPLACE TEMP TABLE unidentified_records AS
-SELECT feed, load_id, source_row_number, delivery_date,
-       's' || left(md5(concat_ws('|', coalesce(id_number, ''), coalesce(name, ''), coalesce(phone, ''),
-                                 coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''), coalesce(address, ''))), 20)
-           AS signature_id,
-       id_number, name, phone, birth_date, sex, address
-FROM identity_records
-WHERE person_key IS NULL
-"""
-
 
 def _comparisons(priors: dict[str, dict[str, float]]) -> list:
     import splink.comparison_level_library as cll
@@ -152,7 +141,6 @@ def score_pairs(con: duckdb.DuckDBPyConnection, profile: LinkageProfile) -> int:
     from splink import DuckDBAPI, Linker, SettingsCreator  # imported here: a heavy import only this step needs
     from splink.blocking_rule_library import CustomRule
 
-    con.execute(UNIDENTIFIED_SQL)
     con.execute(LINK_INPUT_SQL)
     con.execute("""CREATE OR REPLACE TEMP TABLE link_scores (unique_id_l VARCHAR, unique_id_r VARCHAR,
                    match_probability DOUBLE, match_weight DOUBLE)""")
