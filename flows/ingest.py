@@ -79,7 +79,12 @@ def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = Non
         outcomes = []
         with _progress(progress, len(files)) as advance:
             for landed in files:
-                outcomes.append(ingest_file(con, schemas, landed, run_id, ingest.archive_dir_for(db_path)))
+                # A file loaded before is settled here, not in a task: months of deliveries would
+                # otherwise cost a Prefect task each on every hourly run.
+                if ingest.is_loaded(con, landed):
+                    outcomes.append(ingest.FileOutcome(landed.relative_path, landed.feed, "skipped"))
+                else:
+                    outcomes.append(ingest_file(con, schemas, landed, run_id, ingest.archive_dir_for(db_path)))
                 advance(landed.relative_path)
         docs = validate_loads(con, schemas, db_path) if run_validation else None
         ingest.finish_run(con, run_id, outcomes)

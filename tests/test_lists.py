@@ -160,14 +160,14 @@ def test_failed_write_leaves_the_previous_lists_whole(city, monkeypatch):
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     calls = []
 
-    def failing_write(path, header, rows):
+    def failing_write(path, header, lines):
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")
-        return real_write(path, header, rows)
+        return real_write(path, header, lines)
 
-    real_write = community_lists.write_csv
-    monkeypatch.setattr(community_lists, "write_csv", failing_write)
+    real_write = community_lists.write_csv_lines
+    monkeypatch.setattr(community_lists, "write_csv_lines", failing_write)
     with pytest.raises(OSError):
         city.deliver()
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
@@ -182,3 +182,26 @@ def test_people_without_a_community_go_to_their_districts_unplaced_list(city):
     assert [(r["姓名"], r["现住址"]) for r in unplaced] == [("王芳", "武昌区某宾馆")]
     park = read_list(folder / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv")
     assert "王芳" not in {r["姓名"] for r in park}
+
+
+TRICKY_CELLS = ["=1+1", "+86 139", "-3", "@SUM(A1)", "\tTAB", "a,b", 'say "hi"', "two\nlines", "cr\rhere",
+                "", None, "张伟", "'quoted", " lead space", "=a,\"b\"\n"]
+
+
+def test_list_lines_formatted_in_the_database_are_what_csv_writer_writes(tmp_path):
+    """The lists' cells are escaped and quoted in SQL (csv_line_sql); the bytes must be those of
+    write_csv, which escapes each cell in Python and quotes with csv.writer."""
+    import duckdb
+
+    from transforms.csv_out import FORMULA_START, csv_line_sql, write_csv, write_csv_lines
+
+    rows = [TRICKY_CELLS, list(reversed(TRICKY_CELLS)), [None, None]]
+    with duckdb.connect() as con:
+        lines = [con.execute(f"SELECT {csv_line_sql('$cells')}",
+                             {"cells": row, "formula_start": FORMULA_START}).fetchall()[0][0] for row in rows]
+    write_csv(tmp_path / "python.csv", ["姓名", "=header"], rows)
+    write_csv_lines(tmp_path / "sql.csv", ["姓名", "=header"], lines)
+    assert (tmp_path / "sql.csv").read_bytes() == (tmp_path / "python.csv").read_bytes()
+    with open(tmp_path / "sql.csv", newline="", encoding="utf-8-sig") as handle:
+        first = list(csv.reader(handle))[1]
+    assert first[0] == "'=1+1" and first[5] == "a,b" and first[7] == "two\nlines"

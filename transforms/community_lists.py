@@ -26,7 +26,7 @@ import yaml
 
 from schemas import SchemaError
 from schemas.rules import SCHEMAS_DIR, RuleProfile
-from transforms.csv_out import safe_file_name, write_csv
+from transforms.csv_out import FORMULA_START, csv_line_sql, safe_file_name, write_csv_lines
 from transforms.database import bound_parameters
 
 LAYOUT_FILE = SCHEMAS_DIR / "community_lists.yaml"
@@ -257,15 +257,15 @@ def _folder_path(root: Path, list_file: str) -> Path:
 def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Path, as_of: dt.datetime,
                 profile: str) -> dict:
     """Write every list of this run under ``staging`` and its ``manifest.json``; return the manifest."""
-    rows = con.execute("SELECT list_file, category, status, row_values FROM delivered_rows "
-                       "ORDER BY list_file, sort_key").fetchall()
+    rows = con.execute(f"SELECT list_file, category, status, {csv_line_sql('row_values')} FROM delivered_rows "
+                       "ORDER BY list_file, sort_key", {"formula_start": FORMULA_START}).fetchall()
     files: dict[str, list] = {}
     for list_file, category, status, values in rows:
         files.setdefault(list_file, []).append((category, status, values))
     entries = []
     for list_file, file_rows in files.items():
         path = _folder_path(staging, list_file)
-        write_csv(path, layout.headers, (values for _, _, values in file_rows))
+        write_csv_lines(path, layout.headers, (line for _, _, line in file_rows))
         by_category: dict[str, int] = {}
         by_status: dict[str, int] = {}
         for category, status, _ in file_rows:

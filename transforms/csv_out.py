@@ -23,6 +23,37 @@ def excel_safe(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+FORMULA_START = list(_FORMULA_START)
+
+
+def csv_line_sql(cells: str) -> str:
+    """SQL for the CSV line (without its terminator) that ``write_csv`` writes for a VARCHAR[]
+    expression: each cell made ``excel_safe``, then quoted as ``csv.writer`` quotes (a cell holding a
+    comma, a quote or a line break). Done in the database: fetching a city's lists as Python lists
+    cost more than writing them. Needs the parameter ``$formula_start`` (``FORMULA_START``)."""
+    safe = ("CASE WHEN cell IS NULL THEN '' WHEN list_contains($formula_start, left(cell, 1)) "
+            "THEN chr(39) || cell ELSE cell END")
+    quoted = ("CASE WHEN regexp_matches(cell, '[,\"\\r\\n]') "
+              "THEN '\"' || replace(cell, '\"', '\"\"') || '\"' ELSE cell END")
+    return (f"array_to_string(list_transform(list_transform({cells}, lambda cell: {safe}), "
+            f"lambda cell: {quoted}), ',')")
+
+
+def write_csv_lines(path: Path, header: Sequence[str], lines: Iterable[str]) -> int:
+    """``write_csv`` for rows already formatted by ``csv_line_sql``; returns the number of rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    count = 0
+    with open(partial, "w", newline="", encoding="utf-8-sig") as handle:
+        csv.writer(handle, lineterminator="\r\n").writerow([excel_safe(h) for h in header])
+        for line in lines:
+            handle.write(line)
+            handle.write("\r\n")
+            count += 1
+    os.replace(partial, path)
+    return count
+
+
 def safe_file_name(name: str) -> str:
     """A file name from data: no folders, no traversal, nothing a file system or Excel trips on."""
     cleaned = re.sub(r"[^\w\-.]", "_", name, flags=re.UNICODE).strip("._")

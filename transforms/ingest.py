@@ -70,6 +70,11 @@ def already_loaded(con, landed: landing.LandedFile, sha256: str) -> bool:
     ).fetchone()[0]
 
 
+def is_loaded(con, landed: landing.LandedFile) -> bool:
+    """True when this exact file (path and content) was loaded before: nothing to do."""
+    return already_loaded(con, landed, file_sha256(con, landed))
+
+
 def _audit(con, run_id: int, load_id: int, landed: landing.LandedFile, agency: str, sha256: str, status: str,
            *, encoding=None, column_map=None, read=0, loaded=0, quarantined=0, superseded=0,
            unmapped=None, message=None) -> None:

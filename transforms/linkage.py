@@ -218,7 +218,12 @@ def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: l
     with at or above auto_link; the person of a signature it links to automatically; else a person
     of its own, whose id stays the same on every run (ledger key ``sig:<signature_id>``).
     """
-    profile_person = dict(con.execute("SELECT unique_id, label FROM link_input WHERE is_profile").fetchall())
+    # Only the profiles some pair names: a million persons known by ID need not pass through Python.
+    profile_person = dict(con.execute("""
+        SELECT unique_id, label FROM link_input
+        WHERE is_profile
+          AND unique_id IN (SELECT unique_id_l FROM link_scores UNION SELECT unique_id_r FROM link_scores)
+        """).fetchall())
     signatures = [row[0] for row in con.execute(
         "SELECT signature_id FROM unidentified_records GROUP BY 1 ORDER BY min(delivery_date), 1").fetchall()]
     rejected = {(s, p) for s, p, d in reviewed if d == "no_match"}
