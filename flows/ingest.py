@@ -39,8 +39,12 @@ def validate_loads(con, schemas, db_path: Path) -> str | None:
     if not loads:
         return None
     validator = Validator(db_path)
+    by_feed: dict[str, list[tuple[int, str]]] = {}
     for feed, load_id, source_file in loads:
-        ingest.set_validation(con, load_id, validator.validate_load(con, schemas.feeds[feed], load_id, source_file))
+        by_feed.setdefault(feed, []).append((load_id, source_file))
+    for feed, feed_loads in sorted(by_feed.items()):
+        for load_id, passed in validator.validate_loads(con, schemas.feeds[feed], feed_loads).items():
+            ingest.set_validation(con, load_id, passed)
     return validator.build_docs()
 
 

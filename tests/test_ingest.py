@@ -308,3 +308,30 @@ def test_the_fast_csv_reader_numbers_rows_like_the_python_reader(tmp_path, monke
     assert fast == slow
     assert all(number == int(sample_id[1:]) for number, sample_id, _, _ in fast)
     assert fast[1234][3] == "1101-0519491231002x"
+
+
+def test_loads_validated_together_are_judged_file_by_file(day1, db_path):
+    """Great Expectations runs once for a feed's new loads; a load that breaks its contract is still
+    reported against its own file, and the others pass with their own row counts."""
+    from transforms.validate import Validator
+
+    write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1"), lab_row("S2")])
+    write_csv(day1 / "cdc" / "lab_results_b.csv", LAB_HEADER, [lab_row("S3"), lab_row("S4"), lab_row("S5")])
+    ingest_landing(day1.parent, db_path)
+    schemas = load_schemas()
+    with database.connect(db_path, schemas) as con:
+        loads = con.execute("SELECT load_id, source_file FROM load_audit WHERE feed = 'lab_results' "
+                            "ORDER BY load_id").fetchall()
+        validator = Validator(db_path)
+        together = validator.validate_loads(con, schemas.feeds["lab_results"], loads)
+        assert together == {loads[0][0]: True, loads[1][0]: True}
+        # Staged rows that break the contract (as only a bug in staging could make them).
+        con.execute("UPDATE staged_lab_results SET result = '不明' WHERE load_id = ? AND sample_id = 'S4'",
+                    [loads[1][0]])
+        con.execute("DELETE FROM validation_results")
+        verdicts = validator.validate_loads(con, schemas.feeds["lab_results"], loads)
+        results = con.execute("""SELECT load_id, column_name, success, element_count, unexpected_count
+                                 FROM validation_results WHERE expectation = 'expect_column_values_to_be_in_set'
+                                   AND column_name = 'result' ORDER BY load_id""").fetchall()
+    assert verdicts == {loads[0][0]: True, loads[1][0]: False}
+    assert results == [(loads[0][0], "result", True, 2, 0), (loads[1][0], "result", False, 3, 1)]
