@@ -24,41 +24,29 @@ from transforms.database import quote, scalar, staged_table
 EXACT_METHODS = ("exact_id", "exact_document")
 LINK_METHODS = (*EXACT_METHODS, "reviewed", "probabilistic", "new_person")
 
+# Columns shared by the record tables: which staged row, and the values identity compares.
+_RECORD = """feed VARCHAR NOT NULL, load_id INTEGER NOT NULL, source_row_number BIGINT NOT NULL,
+        delivery_date DATE NOT NULL"""
+_VALUES = "name VARCHAR, phone VARCHAR, birth_date DATE, sex VARCHAR, address VARCHAR"
+
 IDENTITY_DDL = (
     """CREATE TABLE IF NOT EXISTS identity_loads (
         load_id INTEGER NOT NULL,
         feed VARCHAR NOT NULL,
         is_exact_linked BOOLEAN NOT NULL
     )""",
-    """CREATE TABLE IF NOT EXISTS identity_records (
-        feed VARCHAR NOT NULL,
-        load_id INTEGER NOT NULL,
-        source_row_number BIGINT NOT NULL,
-        delivery_date DATE NOT NULL,
-        id_number VARCHAR,
-        id_status VARCHAR,
-        person_key VARCHAR,
-        name VARCHAR,
-        phone VARCHAR,
-        birth_date DATE,
-        sex VARCHAR,
-        address VARCHAR
+    f"""CREATE TABLE IF NOT EXISTS identity_records (
+        {_RECORD},
+        id_number VARCHAR, id_status VARCHAR, person_key VARCHAR,
+        {_VALUES}
     )""",
     # The records without a valid ID or passport number (a small share), kept apart as they arrive
     # so linkage and persons never scan every record to find them. A signature is the hash of
     # the values linkage compares: records that look the same are scored once.
-    """CREATE TABLE IF NOT EXISTS unidentified_records (
-        feed VARCHAR NOT NULL,
-        load_id INTEGER NOT NULL,
-        source_row_number BIGINT NOT NULL,
-        delivery_date DATE NOT NULL,
-        signature_id VARCHAR NOT NULL,
-        id_number VARCHAR,
-        name VARCHAR,
-        phone VARCHAR,
-        birth_date DATE,
-        sex VARCHAR,
-        address VARCHAR
+    f"""CREATE TABLE IF NOT EXISTS unidentified_records (
+        {_RECORD},
+        signature_id VARCHAR NOT NULL, id_number VARCHAR,
+        {_VALUES}
     )""",
     """CREATE TABLE IF NOT EXISTS person_keys (
         person_key VARCHAR NOT NULL,
