@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: demo test lint sample bench-ingest bench-identity bench-exposures bench-city clean
+.PHONY: demo test lint sample bench-ingest bench-identity bench-exposures bench-city bench-spark clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench-exposures: $(STAMP)
 
 bench-city: $(STAMP)
 	$(BIN)/python benchmarks/city.py --residents 100000 --days 14
+
+# The venue rule on local Spark against the demo's store (installs the optional extra `spark`).
+bench-spark: $(STAMP)
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev,notebooks,spark]"
+	$(BIN)/python benchmarks/spark_venue.py
 
 clean:
 	rm -rf $(OUT) .prefect .pytest_cache
