@@ -54,7 +54,7 @@ def identity_flow(db_path: Path, review_csv: Path, reviewed_pairs: Path | None =
     reviewed = linkage.read_reviewed_pairs(reviewed_pairs)  # a bad decisions file stops here
     con = database.connect(db_path, schemas)
     try:
-        identity.ensure_tables(con)
+        database.in_transaction(con, identity.ensure_tables, con)  # an older store's new tables: whole
         exact = database.in_transaction(con, link_exact, con, schemas)  # new records, linked by ID: one step
         score_pairs(con, profile)  # reads only; its results are temporary tables
         outcome, methods, persons = database.in_transaction(con, _decide, con, profile, reviewed)

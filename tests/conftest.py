@@ -206,7 +206,7 @@ def link_store(db_path: Path, review_csv: Path | None = None, reviewed_pairs: Pa
     profile = linkage.load_profile()
     con = database.connect(db_path, schemas)
     try:
-        identity.ensure_tables(con)
+        database.in_transaction(con, identity.ensure_tables, con)
         identity.add_identity_records(con, schemas)
         identity.link_exact(con)
         linkage.score_pairs(con, profile)

@@ -95,13 +95,25 @@ WHERE person_key IS NULL AND load_id IN (SELECT load_id FROM {loads})
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the identity tables; fill the ones a store from an earlier version lacks from what it
+    holds. Run it in a transaction: a table created but not yet filled must not be committed."""
     tables = {name for (name,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main'").fetchall()}
     for ddl in IDENTITY_DDL:
         con.execute(ddl)
-    if "identity_records" in tables and "unidentified_records" not in tables:
-        # A store from before unidentified_records existed: gather them once.
+    if "identity_records" not in tables:
+        return  # a new store: the tables fill as records arrive
+    if "unidentified_records" not in tables:
         con.execute(UNIDENTIFIED_SQL.format(loads="identity_loads"))
+    if "person_values" not in tables:
+        con.execute("""
+            CREATE OR REPLACE TEMP VIEW exact_links AS
+            SELECT r.*, p.link_method
+            FROM person_records AS p
+            JOIN identity_records AS r USING (feed, load_id, source_row_number)
+            WHERE p.link_method IN ('exact_id', 'exact_document')""")
+        _merge_person_values(con, "exact_links")
+        con.execute("DROP VIEW exact_links")
 
 
 def identity_query(contract: FeedContract) -> str:
@@ -170,11 +182,12 @@ def link_exact(con: duckdb.DuckDBPyConnection) -> int:
     New keys are numbered after the highest id so far, in order of first delivery, then key: ids are
     never reused or renumbered, and the same deliveries always give the same numbers.
     """
-    # Views, not tables: on a first run the new records are every record of the store.
+    # A view, not a table: on a first run the new records are every record of the store.
     con.execute("""
         CREATE OR REPLACE TEMP VIEW unlinked_records AS
-        SELECT r.feed, r.load_id, r.source_row_number, r.delivery_date, r.person_key, r.id_status, r.id_number,
-               r.name, r.phone, r.sex, r.birth_date, r.address
+        SELECT r.feed, r.load_id, r.source_row_number, r.delivery_date, r.person_key, r.id_number,
+               r.name, r.phone, r.sex, r.birth_date, r.address,
+               CASE WHEN r.id_status = 'passport' THEN 'exact_document' ELSE 'exact_id' END AS link_method
         FROM identity_records AS r
         WHERE r.person_key IS NOT NULL
           AND r.load_id IN (SELECT load_id FROM identity_loads WHERE NOT is_exact_linked)""")
@@ -189,27 +202,12 @@ def link_exact(con: duckdb.DuckDBPyConnection) -> int:
         start AS (SELECT coalesce(max(person_id), 0) AS last_id FROM person_keys)
         SELECT person_key, last_id + row_number() OVER (ORDER BY first_delivery_date, person_key), first_delivery_date
         FROM new_keys, start""")
-    con.execute("""
-        CREATE OR REPLACE TEMP VIEW unlinked_methods AS
-        SELECT *, CASE WHEN id_status = 'passport' THEN 'exact_document' ELSE 'exact_id' END AS link_method
-        FROM unlinked_records""")
     before = scalar(con, "SELECT count(*) FROM person_records")
-    # A store from before person_values existed has exact links that were never counted.
-    uncounted = not scalar(con, "SELECT count(*) FROM person_values") and before and scalar(
-        con, "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
     con.execute("""INSERT INTO person_records
                    SELECT u.feed, u.load_id, u.source_row_number, k.person_id, u.link_method, 1.0
-                   FROM unlinked_methods AS u
+                   FROM unlinked_records AS u
                    JOIN person_keys AS k USING (person_key)""")
-    if uncounted:
-        con.execute("""
-            CREATE OR REPLACE TEMP VIEW unlinked_methods AS
-            SELECT r.*, p.link_method
-            FROM person_records AS p
-            JOIN identity_records AS r USING (feed, load_id, source_row_number)
-            WHERE p.link_method IN ('exact_id', 'exact_document')""")
-    _merge_person_values(con, "unlinked_methods")
-    con.execute("DROP VIEW unlinked_methods")
+    _merge_person_values(con, "unlinked_records")
     con.execute("DROP VIEW unlinked_records")
     linked = scalar(con, "SELECT count(*) FROM person_records") - before
     con.execute("UPDATE identity_loads SET is_exact_linked = true WHERE NOT is_exact_linked")
