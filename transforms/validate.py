@@ -119,37 +119,40 @@ class Validator:
         Great Expectations costs ~0.5 s per validation whatever the rows (it builds its metric graph
         in Python), so the loads are validated together first. Expectations that hold for all rows
         hold for each load's: each load gets the outcome with its own row count. When any fails,
-        each load is validated alone, so the failure is reported against its own file."""
+        each load's rows (from the same sample) are validated alone, so the failure is reported
+        against its own file."""
         frame = self._sample(con, contract, [load_id for load_id, _ in loads])
         counts = frame.groupby("load_id").size().to_dict()
         verdicts = {load_id: True for load_id, _ in loads if load_id not in counts}  # no rows staged
-        loads = [(load_id, source_file) for load_id, source_file in loads if load_id in counts]
-        if loads:
-            verdicts.update(self._validate_present(con, contract, loads, frame, counts))
+        present = [(load_id, source_file) for load_id, source_file in loads if load_id in counts]
+        if len(present) > 1:
+            passed, outcomes = self._run(contract, frame, f"loads-{present[0][0]}-{present[-1][0]}")
+            if passed and not any(outcome.result.get("unexpected_count") for outcome in outcomes):
+                self._record(con, contract, [(load_id, source_file, outcomes, counts[load_id], 0)
+                                             for load_id, source_file in present])
+                return verdicts | {load_id: True for load_id, _ in present}
+        for load_id, source_file in present:
+            passed, outcomes = self._run(contract, frame[frame["load_id"] == load_id], f"load-{load_id}")
+            self._record(con, contract, [(load_id, source_file, outcomes, None, None)])
+            verdicts[load_id] = passed
         return verdicts
 
-    def _validate_present(self, con, contract: FeedContract, loads: list[tuple[int, str]], frame,
-                          counts: dict[int, int]) -> dict[int, bool]:
-        passed, outcomes = self._run(contract, frame, f"loads-{loads[0][0]}-{loads[-1][0]}")
-        clean = passed and not any(outcome.result.get("unexpected_count") for outcome in outcomes)
-        if clean or len(loads) == 1:
-            rows = []
-            for load_id, source_file in loads:
-                for outcome in outcomes:
-                    config = outcome.expectation_config
-                    together = len(loads) > 1
-                    rows.append((load_id, contract.feed, source_file, config.type, config.kwargs.get("column"),
-                                 bool(outcome.success),
-                                 counts[load_id] if together else outcome.result.get("element_count"),
-                                 0 if together else outcome.result.get("unexpected_count")))
-            if rows:
-                con.executemany("INSERT INTO validation_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            if not passed:
-                failed = [f"{r[3]}({r[4]})" for r in rows if not r[5]]
-                log.warning("%s: staged rows break the %s contract: %s", loads[0][1], contract.feed, failed)
-            return {load_id: passed for load_id, _ in loads}
-        return {load_id: self.validate_loads(con, contract, [(load_id, source_file)])[load_id]
-                for load_id, source_file in loads}
+    def _record(self, con, contract: FeedContract, per_load: list[tuple]) -> None:
+        """``validation_results`` rows: per load, each outcome with its counts (GE's own when the
+        load was validated alone, else the load's rows and no unexpected value)."""
+        rows = []
+        for load_id, source_file, outcomes, element_count, unexpected_count in per_load:
+            load_rows = [(load_id, contract.feed, source_file, o.expectation_config.type,
+                          o.expectation_config.kwargs.get("column"), bool(o.success),
+                          o.result.get("element_count") if element_count is None else element_count,
+                          o.result.get("unexpected_count") if unexpected_count is None else unexpected_count)
+                         for o in outcomes]
+            failed = [f"{r[3]}({r[4]})" for r in load_rows if not r[5]]
+            if failed:
+                log.warning("%s: staged rows break the %s contract: %s", source_file, contract.feed, failed)
+            rows += load_rows
+        if rows:
+            con.executemany("INSERT INTO validation_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def build_docs(self) -> str | None:
         """Add this run's validations to the HTML data docs; return the path of their index page.
