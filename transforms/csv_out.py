@@ -11,6 +11,7 @@ import csv
 import os
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 # A cell starting with one of these is a formula to Excel (and to LibreOffice and Google Sheets).
@@ -39,37 +40,41 @@ def csv_line_sql(cells: str) -> str:
             f"lambda cell: {quoted}), ',')")
 
 
-def write_csv_lines(path: Path, header: Sequence[str], lines: Iterable[str]) -> int:
-    """``write_csv`` for rows already formatted by ``csv_line_sql``; returns the number of rows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    count = 0
-    with open(partial, "w", newline="", encoding="utf-8-sig") as handle:
-        csv.writer(handle, lineterminator="\r\n").writerow([excel_safe(h) for h in header])
-        for line in lines:
-            handle.write(line)
-            handle.write("\r\n")
-            count += 1
-    os.replace(partial, path)
-    return count
-
-
 def safe_file_name(name: str) -> str:
     """A file name from data: no folders, no traversal, nothing a file system or Excel trips on."""
     cleaned = re.sub(r"[^\w\-.]", "_", name, flags=re.UNICODE).strip("._")
     return cleaned[:120] or "unnamed"
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
-    """Write rows atomically (temp file, then rename); returns the number of rows written."""
+@contextmanager
+def _csv_file(path: Path, header: Sequence[str]):
+    """The partial file beside ``path``, header written (UTF-8 with BOM, CRLF), as a csv writer and
+    its handle; renamed over ``path`` only when the block ends without an error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    count = 0
     with open(partial, "w", newline="", encoding="utf-8-sig") as handle:
         writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow([excel_safe(h) for h in header])
+        yield writer, handle
+    os.replace(partial, path)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Write rows atomically (temp file, then rename); returns the number of rows written."""
+    count = 0
+    with _csv_file(path, header) as (writer, _):
         for row in rows:
             writer.writerow([excel_safe(v) for v in row])
             count += 1
-    os.replace(partial, path)
+    return count
+
+
+def write_csv_lines(path: Path, header: Sequence[str], lines: Iterable[str]) -> int:
+    """``write_csv`` for rows already formatted by ``csv_line_sql``; returns the number of rows."""
+    count = 0
+    with _csv_file(path, header) as (_, handle):
+        for line in lines:
+            handle.write(line)
+            handle.write("\r\n")
+            count += 1
     return count
