@@ -1,8 +1,10 @@
 """The identity flow: staged records → persons, person_records, link_review, person_communities.
 
 Only wiring lives here; the steps are in ``transforms/identity.py``, ``linkage.py`` and
-``community.py``. The whole flow is one transaction: a run that fails half-way leaves the persons
-of the previous run as they were.
+``community.py``. Each step that writes is one transaction: a run that fails half-way leaves the
+persons of the previous run as they were, and the next run finishes what it began. Linkage runs
+only when its inputs changed, and only the persons with new records are redone when nothing else
+moved (``linkage.plan_linkage``, ``identity.refresh_scope``).
 """
 
 
@@ -25,6 +27,11 @@ def link_exact(con, schemas) -> dict:
 
 
 @task(cache_policy=NONE)
+def plan_linkage(con, profile, reviewed) -> linkage.LinkagePlan:
+    return linkage.plan_linkage(con, profile, reviewed)
+
+
+@task(cache_policy=NONE)
 def score_pairs(con, profile) -> int:
     return linkage.score_pairs(con, profile)
 
@@ -35,13 +42,13 @@ def resolve_links(con, profile, reviewed) -> linkage.LinkOutcome:
 
 
 @task(cache_policy=NONE)
-def assign_communities(con) -> dict[str, int]:
-    return community.assign_communities(con)
+def assign_communities(con, changed_only) -> dict[str, int]:
+    return community.assign_communities(con, changed_only)
 
 
 @task(cache_policy=NONE)
-def build_persons(con) -> int:
-    return identity.build_persons(con)
+def build_persons(con, changed_only) -> int:
+    return identity.build_persons(con, changed_only)
 
 
 @flow(name="identity", log_prints=False)
@@ -56,16 +63,25 @@ def identity_flow(db_path: Path, review_csv: Path, reviewed_pairs: Path | None =
     try:
         database.in_transaction(con, identity.ensure_tables, con)  # an older store's new tables: whole
         exact = database.in_transaction(con, link_exact, con, schemas)  # new records, linked by ID: one step
-        score_pairs(con, profile)  # reads only; its results are temporary tables
-        outcome, methods, persons = database.in_transaction(con, _decide, con, profile, reviewed)
+        plan = plan_linkage(con, profile, reviewed)  # reads only; its results are temporary tables
+        if plan.is_needed:
+            score_pairs(con, profile)  # likewise
+        outcome, scope, methods, persons = database.in_transaction(con, _decide, con, profile, reviewed, plan)
         review_rows = linkage.export_review(con, review_csv)
     finally:
         con.close()
-    logger.info("identity: %d persons; %d records without a valid ID, %d pairs to review", persons,
-                outcome.records, outcome.review_pairs)
-    return {"persons": persons, **exact, "linkage": asdict(outcome), "communities": methods,
-            "review_csv": str(review_csv), "review_rows": review_rows}
+    logger.info("identity: %d persons; %d records without a valid ID, %d pairs to review; linkage: %s; "
+                "persons redone: %s", persons, outcome.records, outcome.review_pairs, plan.reason, scope.reason)
+    return {"persons": persons, **exact, "linkage": asdict(outcome), "linkage_reason": plan.reason,
+            "refresh": scope.reason, "communities": methods, "review_csv": str(review_csv),
+            "review_rows": review_rows}
 
 
-def _decide(con, profile, reviewed):
-    return resolve_links(con, profile, reviewed), assign_communities(con), build_persons(con)
+def _decide(con, profile, reviewed, plan):
+    outcome = resolve_links(con, profile, reviewed) if plan.is_needed else linkage.stored_outcome(con)
+    linkage.store_profiles(con, plan)
+    scope = identity.refresh_scope(con, plan.is_needed)
+    methods = assign_communities(con, scope.changed_only)
+    persons = build_persons(con, scope.changed_only)
+    identity.finish_refresh(con, scope)
+    return outcome, scope, methods, persons

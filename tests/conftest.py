@@ -209,12 +209,18 @@ def link_store(db_path: Path, review_csv: Path | None = None, reviewed_pairs: Pa
         database.in_transaction(con, identity.ensure_tables, con)
         identity.add_identity_records(con, schemas)
         identity.link_exact(con)
-        linkage.score_pairs(con, profile)
-        outcome = linkage.resolve(con, profile, linkage.read_reviewed_pairs(reviewed_pairs))
-        community.assign_communities(con)
-        identity.build_persons(con)
+        reviewed = linkage.read_reviewed_pairs(reviewed_pairs)
+        plan = linkage.plan_linkage(con, profile, reviewed)
+        if plan.is_needed:
+            linkage.score_pairs(con, profile)
+        outcome = linkage.resolve(con, profile, reviewed) if plan.is_needed else linkage.stored_outcome(con)
+        linkage.store_profiles(con, plan)
+        scope = identity.refresh_scope(con, plan.is_needed)
+        community.assign_communities(con, scope.changed_only)
+        identity.build_persons(con, scope.changed_only)
+        identity.finish_refresh(con, scope)
         if review_csv is not None:
             linkage.export_review(con, review_csv)
-        return {"linkage": outcome}
+        return {"linkage": outcome, "plan": plan, "scope": scope}
     finally:
         con.close()

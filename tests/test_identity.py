@@ -176,6 +176,75 @@ def test_a_store_from_before_person_values_and_unidentified_records_gets_both_fi
         db_path, "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
 
 
+# Every table identity writes that a later stage or an analyst reads.
+IDENTITY_TABLES = ("persons", "person_communities", "person_records", "person_merges", "person_keys",
+                   "link_review", "linkage_profiles")
+
+
+def identity_tables(db_path: Path) -> dict[str, list[tuple]]:
+    return {table: query(db_path, f"SELECT * FROM {table} ORDER BY ALL") for table in IDENTITY_TABLES}
+
+
+def rebuilt(db_path: Path, tmp_path: Path) -> Path:
+    """A copy of the store with every identity table recomputed from its records, as on a first run."""
+    copy = tmp_path / "rebuilt.duckdb"
+    shutil.copyfile(db_path, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute("DELETE FROM identity_state")
+    run = link_store(copy)
+    assert (run["plan"].reason, run["scope"].reason) == ("first linkage", "first refresh")
+    return copy
+
+
+def deliver_lab_results(linked, tmp_path, rows) -> Path:
+    """A copy of the linked store with one more delivery day of lab results ingested."""
+    db_path = tmp_path / "store.duckdb"
+    shutil.copyfile(linked["db"], db_path)
+    landing = tmp_path / "landing"
+    shutil.copytree(linked["base"] / "landing", landing)
+    write_csv(landing / "2020-02-16" / "cdc" / "lab_results.csv", LAB_HEADER, rows)
+    ingest_landing(landing, db_path)
+    return db_path
+
+
+def busiest_resident(db_path: Path) -> tuple:
+    """The registered person with the most records: one more record moves none of their usual values."""
+    return query(db_path, """SELECT person_id, name, id_number, phone, record_count FROM persons
+                             WHERE is_in_register AND id_type = 'id_card' AND phone LIKE '1%'
+                             ORDER BY record_count DESC, person_id LIMIT 1""")[0]
+
+
+def test_a_rerun_with_nothing_new_skips_linkage_and_changes_nothing(linked, tmp_path):
+    db_path = tmp_path / "store.duckdb"
+    shutil.copyfile(linked["db"], db_path)
+    before = identity_tables(db_path)
+    run = link_store(db_path)
+    assert (run["plan"].is_needed, run["scope"].changed_only) == (False, True)
+    assert run["linkage"].records == linked["outcome"]["linkage"].records
+    assert run["linkage"].review_pairs == linked["outcome"]["linkage"].review_pairs
+    assert identity_tables(db_path) == before
+
+
+def test_a_new_result_of_a_person_known_by_id_redoes_that_person_only_as_a_rebuild_would(linked, tmp_path):
+    person_id, name, id_number, phone, records = busiest_resident(linked["db"])
+    db_path = deliver_lab_results(linked, tmp_path, [
+        lab_row("N-1", name, id_number, phone, "2020-02-16 09:00:00", "2020-02-16 20:00:00", "阳性")])
+    run = link_store(db_path)
+    assert (run["plan"].is_needed, run["scope"].changed_only) == (False, True)  # linkage skipped
+    assert query(db_path, "SELECT record_count FROM persons WHERE person_id = ?", [person_id]) == [(records + 1,)]
+    assert identity_tables(db_path) == identity_tables(rebuilt(db_path, tmp_path))
+
+
+def test_a_new_phone_of_a_person_known_by_id_changes_their_profile_and_linkage_runs_again(linked, tmp_path):
+    _, name, id_number, _, _ = busiest_resident(linked["db"])
+    db_path = deliver_lab_results(linked, tmp_path, [
+        lab_row("N-2", name, id_number, "13999990001", "2020-02-16 09:00:00", "2020-02-16 20:00:00", "阴性")])
+    run = link_store(db_path)
+    assert run["plan"].reason == "profiles of persons known by ID changed"
+    assert (run["plan"].is_needed, run["scope"].changed_only) == (True, False)
+    assert identity_tables(db_path) == identity_tables(rebuilt(db_path, tmp_path))
+
+
 def test_zhang_wei_by_phone_by_typo_and_a_stranger(linked):
     db_path = linked["db"]
     a, b = person_with_id(db_path, ZHANG_WEI_A[0]), person_with_id(db_path, ZHANG_WEI_B[0])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import duckdb
 
 from transforms.database import current_records
+from transforms.identity import changed_persons
 
 GAZETTEER_SQL = """
 CREATE OR REPLACE TEMP TABLE gazetteer AS
@@ -82,10 +83,9 @@ FROM per_kind
 WHERE communities_found = 1 AND same_name_elsewhere = 1
 """
 
-ASSIGN_SQL = f"""
-CREATE OR REPLACE TABLE person_communities AS
+ASSIGN_QUERY = f"""
 WITH current_persons AS (
-    SELECT DISTINCT person_id FROM person_records
+    SELECT DISTINCT person_id FROM person_records WHERE {{scope}}
 ),
 register AS (
     SELECT person_id, arg_max(community_code, (delivery_date, load_id, source_row_number)) AS community_code
@@ -153,10 +153,17 @@ FROM placed AS p
 LEFT JOIN communities AS cm USING (community_code)
 ORDER BY p.person_id
 """
+ASSIGN_SQL = "CREATE OR REPLACE TABLE person_communities AS " + ASSIGN_QUERY.format(scope="true")
+# Only the persons given new exact links (``identity.refresh_scope`` says when that suffices).
+CHANGED_ASSIGN_SQL = (
+    f"DELETE FROM person_communities WHERE {changed_persons('person_id')}",
+    "INSERT INTO person_communities " + ASSIGN_QUERY.format(scope=changed_persons("person_id")),
+)
 
 
-def assign_communities(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Write ``person_communities``: one row per current person; returns persons per method."""
+def assign_communities(con: duckdb.DuckDBPyConnection, changed_only: bool = False) -> dict[str, int]:
+    """Write ``person_communities``: one row per current person, or only the rows of the persons in
+    identity_changes; returns persons per method."""
     con.execute("""CREATE OR REPLACE TEMP TABLE communities AS
                    SELECT community_code, any_value(community_name) AS community_name, any_value(district) AS district
                    FROM staged_communities WHERE is_current AND NOT is_deleted GROUP BY community_code""")
@@ -166,7 +173,7 @@ def assign_communities(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     # People outside the register, by the address texts of their records; and every hotel.
     con.execute("""CREATE OR REPLACE TEMP TABLE address_texts AS
                    WITH outside AS (
-                       SELECT person_id FROM person_records GROUP BY person_id
+                       SELECT person_id FROM person_records WHERE {scope} GROUP BY person_id
                        HAVING NOT bool_or(feed = 'residents')
                    )
                    SELECT DISTINCT p.person_id::VARCHAR AS subject_id, r.address
@@ -175,8 +182,10 @@ def assign_communities(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                    WHERE p.person_id IN (SELECT person_id FROM outside) AND r.address IS NOT NULL
                    UNION ALL
                    SELECT DISTINCT 'hotel:' || hotel_code, hotel_address
-                   FROM staged_lodging WHERE is_current AND hotel_address IS NOT NULL""")
+                   FROM staged_lodging WHERE is_current AND hotel_address IS NOT NULL""".format(
+        scope=changed_persons("person_id") if changed_only else "true"))
     con.execute(MATCH_SQL)
-    con.execute(ASSIGN_SQL)
+    for sql in CHANGED_ASSIGN_SQL if changed_only else (ASSIGN_SQL,):
+        con.execute(sql)
     return dict(con.execute("SELECT assignment_method, count(*) FROM person_communities GROUP BY 1 ORDER BY 1")
                 .fetchall())

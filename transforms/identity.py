@@ -11,9 +11,18 @@ Cost: identity records and exact links are incremental (only loads not seen befo
 thousand scans under one phone are one row, so ``persons`` and the linkage profiles read a few rows
 per person instead of every record. The probabilistic pass re-reads only records without a valid
 ID, a small share of the whole.
+
+Refresh: ``identity_changes`` lists the persons given new exact links since ``persons`` was last
+written. When nothing else a person's row depends on changed (no new linkage, no new load of a
+feed that places people: see ``PLACE_FEEDS``), only their rows of ``persons`` and
+``person_communities`` are recomputed; a row depends on nothing but the person's own records and
+the places, so the result is the one a rebuild gives (a test holds it to that).
 """
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
 
 import duckdb
 
@@ -79,7 +88,27 @@ IDENTITY_DDL = (
         person_id BIGINT NOT NULL,
         merged_into_person_id BIGINT NOT NULL
     )""",
+    # Persons given new exact links whose rows of persons (and linkage profile) are not yet redone.
+    """CREATE TABLE IF NOT EXISTS identity_changes (
+        person_id BIGINT NOT NULL
+    )""",
+    # What the last refresh was computed from (fingerprints), to tell whether it still holds.
+    """CREATE TABLE IF NOT EXISTS identity_state (
+        state_key VARCHAR PRIMARY KEY,
+        fingerprint VARCHAR NOT NULL
+    )""",
+    # The persons known by ID as the linkage model sees them (``linkage.PROFILES_SQL``), kept
+    # per person: only the persons in identity_changes are recomputed.
+    """CREATE TABLE IF NOT EXISTS linkage_profiles (
+        unique_id VARCHAR NOT NULL, label BIGINT NOT NULL, is_profile BOOLEAN NOT NULL,
+        id_number VARCHAR, name VARCHAR, phone VARCHAR, birth_date DATE, sex VARCHAR, address VARCHAR
+    )""",
 )
+
+# Feeds whose new loads can move anyone's community or register entry (the gazetteer, hotel
+# addresses, case-report address codes, corrections that supersede a row of another person): a
+# new load of one of them redoes every person's row.
+PLACE_FEEDS = ("communities", "residents", "lodging", "case_reports")
 
 
 UNIDENTIFIED_SQL = """
@@ -208,6 +237,8 @@ def link_exact(con: duckdb.DuckDBPyConnection) -> int:
                    FROM unlinked_records AS u
                    JOIN person_keys AS k USING (person_key)""")
     _merge_person_values(con, "unlinked_records")
+    con.execute("""INSERT INTO identity_changes
+                   SELECT DISTINCT k.person_id FROM unlinked_records JOIN person_keys AS k USING (person_key)""")
     con.execute("DROP VIEW unlinked_records")
     linked = scalar(con, "SELECT count(*) FROM person_records") - before
     con.execute("UPDATE identity_loads SET is_exact_linked = true WHERE NOT is_exact_linked")
@@ -280,8 +311,12 @@ def most_frequent_joins() -> str:
 _METHOD_FLAGS = ", ".join(f"CASE WHEN bool_or(list_contains(link_methods, '{m}')) THEN '{m}' END"
                           for m in sorted(LINK_METHODS))
 
-PERSONS_SQL = f"""
-CREATE OR REPLACE TABLE persons AS
+def changed_persons(column: str) -> str:
+    """SQL condition: ``column`` is a person in identity_changes (no value is formatted in)."""
+    return f"{column} IN (SELECT person_id FROM identity_changes)"
+
+
+PERSONS_QUERY = f"""
 WITH counted AS MATERIALIZED (
     -- One row per person and identity values: a person's thousand scans by one phone become one.
     -- Exact links were counted as they arrived (person_values); the few others are counted here.
@@ -289,12 +324,13 @@ WITH counted AS MATERIALIZED (
            list_contains(link_methods, 'exact_document') AS has_passport,
            first_delivery_date, last_delivery_date, link_methods
     FROM person_values
+    WHERE {{scope}}
     UNION ALL
     SELECT p.person_id, r.name, r.phone, r.sex, r.birth_date, r.address, count(*), NULL, false,
            min(r.delivery_date), max(r.delivery_date), list(DISTINCT p.link_method)
     FROM person_records AS p
     JOIN unidentified_records AS r USING (feed, load_id, source_row_number)
-    WHERE p.link_method NOT IN ('exact_id', 'exact_document')
+    WHERE p.link_method NOT IN ('exact_id', 'exact_document') AND {{scope_p}}
     GROUP BY p.person_id, r.name, r.phone, r.sex, r.birth_date, r.address
 ),
 {most_frequent_ctes("counted")},
@@ -315,7 +351,7 @@ register AS (
                        room := s.room, household_id := s.household_id) AS entry
     FROM person_records AS p
     JOIN staged_residents AS s USING (load_id, source_row_number)
-    WHERE p.feed = 'residents' AND s.is_current AND NOT s.is_deleted
+    WHERE p.feed = 'residents' AND s.is_current AND NOT s.is_deleted AND {{scope_p}}
     QUALIFY row_number() OVER (PARTITION BY p.person_id
                                ORDER BY s.delivery_date DESC, s.load_id DESC, s.source_row_number DESC) = 1
 )
@@ -337,6 +373,11 @@ SELECT person_id,
 FROM seen AS s
 {most_frequent_joins()}LEFT JOIN register AS r USING (person_id)
 LEFT JOIN person_communities AS c USING (person_id)
+"""
+
+PERSONS_SQL = f"""
+CREATE OR REPLACE TABLE persons AS
+{PERSONS_QUERY.format(scope="true", scope_p="true")}
 UNION ALL
 -- Ids that were merged into another person stay, pointing at it: no id a list ever showed disappears.
 SELECT m.person_id, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -346,7 +387,59 @@ WHERE m.person_id NOT IN (SELECT person_id FROM seen)
 """
 
 
-def build_persons(con: duckdb.DuckDBPyConnection) -> int:
-    """Write ``persons``: one row per person (community from ``person_communities``); returns the count."""
-    con.execute(PERSONS_SQL)
+# Only the persons given new exact links; merges are untouched, as no linkage ran.
+CHANGED_PERSONS_SQL = (
+    f"DELETE FROM persons WHERE {changed_persons('person_id')}",
+    "INSERT INTO persons " + PERSONS_QUERY.format(scope=changed_persons("person_id"),
+                                                  scope_p=changed_persons("p.person_id")),
+)
+
+
+def build_persons(con: duckdb.DuckDBPyConnection, changed_only: bool = False) -> int:
+    """Write ``persons``: one row per person (community from ``person_communities``), or only the rows
+    of the persons in identity_changes (see ``refresh_scope``); returns the count of persons."""
+    for sql in CHANGED_PERSONS_SQL if changed_only else (PERSONS_SQL,):
+        con.execute(sql)
     return scalar(con, "SELECT count(*) FROM persons WHERE merged_into_person_id IS NULL")
+
+
+@dataclass(frozen=True)
+class RefreshScope:
+    """Which persons' rows this run recomputes, and why (for the run's log and result)."""
+
+    changed_only: bool
+    reason: str
+    place_loads: str  # the fingerprint of the place feeds' loads this refresh is computed from
+
+
+def refresh_scope(con: duckdb.DuckDBPyConnection, linkage_rescored: bool) -> RefreshScope:
+    """Every person's row, or only those in identity_changes when nothing else they depend on moved."""
+    place_loads = fingerprint(con.execute(
+        "SELECT feed, load_id FROM load_audit WHERE list_contains($feeds, feed) AND file_status = 'loaded' "
+        "ORDER BY ALL",
+        {"feeds": list(PLACE_FEEDS)}).fetchall())
+    stored = dict(con.execute("SELECT state_key, fingerprint FROM identity_state").fetchall())
+    if "place_loads" not in stored or not scalar(con, "SELECT count(*) FROM persons"):
+        reason = "first refresh"
+    elif linkage_rescored:
+        reason = "linkage rescored"
+    elif stored["place_loads"] != place_loads:
+        reason = "new loads of a place feed"
+    else:
+        return RefreshScope(True, "new exact links only", place_loads)
+    return RefreshScope(False, reason, place_loads)
+
+
+def finish_refresh(con: duckdb.DuckDBPyConnection, scope: RefreshScope) -> None:
+    """Every change is now in persons: clear the list and keep what the refresh was computed from."""
+    con.execute("DELETE FROM identity_changes")
+    set_state(con, "place_loads", scope.place_loads)
+
+
+def set_state(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute("INSERT OR REPLACE INTO identity_state VALUES ($key, $value)", {"key": key, "value": value})
+
+
+def fingerprint(values: object) -> str:
+    """A hash of values' repr: equal for equal inputs, run after run."""
+    return hashlib.sha256(repr(values).encode()).hexdigest()

@@ -24,7 +24,7 @@ import yaml
 
 from schemas import SCHEMAS_DIR, SchemaError
 from transforms.database import scalar
-from transforms.identity import most_frequent_ctes, most_frequent_joins
+from transforms.identity import fingerprint, most_frequent_ctes, most_frequent_joins, set_state
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,14 @@ def load_profile(path: Path | None = None) -> LinkageProfile:
 
 
 # Profiles: one row per person known by ID and per name/phone variant it was seen with, gaps filled
-# from the person's other records. Signatures: the distinct identities of records without a valid ID.
-LINK_INPUT_SQL = f"""
-CREATE OR REPLACE TEMP TABLE link_input AS
+# from the person's other records. A person's rows depend on their own person_values alone, so they
+# are kept in linkage_profiles and recomputed only for the persons in identity_changes.
+PROFILES_QUERY = f"""
 WITH exact_counted AS (
     -- The exact-linked records, counted per person and identity values as they arrived.
     SELECT person_id, name, phone, sex, birth_date, address, id_number, record_count AS n
     FROM person_values
+    WHERE {{scope}}
 ),
 {most_frequent_ctes("exact_counted")},
 person_usual AS (
@@ -93,16 +94,75 @@ profiles AS (
            v.id_number, x.name, x.phone, v.birth_date, v.sex, v.address
     FROM variants AS x
     JOIN person_usual AS v USING (person_id)
-),
-signatures AS (
+)
+SELECT * FROM profiles
+"""
+
+# Splink's input: the profiles, and the distinct identities (signatures) of records without a
+# valid ID. Sorted, so that the model's random sampling sees the same table whichever way the
+# profiles were assembled.
+LINK_INPUT_SQL = """
+CREATE OR REPLACE TEMP TABLE link_input AS
+SELECT * FROM (
+    SELECT * FROM linkage_profiles WHERE label NOT IN (SELECT person_id FROM profiled_persons)
+    UNION ALL
+    SELECT * FROM changed_profiles
+    UNION ALL
     SELECT DISTINCT signature_id AS unique_id, NULL::BIGINT AS label, false AS is_profile,
            id_number, name, phone, birth_date, sex, address
     FROM unidentified_records
 )
-SELECT * FROM profiles
-UNION ALL
-SELECT * FROM signatures
+ORDER BY unique_id
 """
+
+
+@dataclass(frozen=True)
+class LinkagePlan:
+    """Whether the model must train and score again, and why; what this linkage is computed from."""
+
+    is_needed: bool
+    reason: str
+    inputs: str  # fingerprint of the settings, the analysts' decisions and the unidentified records
+
+
+def plan_linkage(con: duckdb.DuckDBPyConnection, profile: LinkageProfile,
+                 reviewed: list[tuple[str, int, str]]) -> LinkagePlan:
+    """Bring the profiles up to date (temp table ``changed_profiles``) and say whether linkage must
+    run again. It need not when its inputs are those of the last linkage: the
+    same settings and decisions, no new record without a valid ID, and no profile changed (a new
+    result of a person known by ID changes nobody's profile unless it changes their usual values).
+    The same input gives the same links, so skipping it changes nothing. Reads only."""
+    stored = scalar(con, "SELECT fingerprint FROM identity_state WHERE state_key = 'linkage_inputs'")
+    # Whose profiles to compute: the persons with new exact links; everyone on a first linkage
+    # (or in a store from before linkage_profiles).
+    every_person = stored is None or not scalar(con, "SELECT count(*) FROM linkage_profiles")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE profiled_persons AS
+                    SELECT DISTINCT person_id FROM {'person_values' if every_person else 'identity_changes'}""")
+    con.execute("CREATE OR REPLACE TEMP TABLE changed_profiles AS "
+                + PROFILES_QUERY.format(scope="person_id IN (SELECT person_id FROM profiled_persons)"))
+    inputs = fingerprint([profile, sorted(reviewed),
+                           scalar(con, "SELECT count(*) FROM unidentified_records")])
+    if stored is None:
+        return LinkagePlan(True, "first linkage", inputs)
+    if stored != inputs:
+        return LinkagePlan(True, "new records without a valid ID, or new settings or decisions", inputs)
+    changed = scalar(con, """
+        SELECT count(*) FROM (
+            (SELECT * FROM changed_profiles
+             EXCEPT ALL SELECT * FROM linkage_profiles WHERE label IN (SELECT person_id FROM profiled_persons))
+            UNION ALL
+            (SELECT * FROM linkage_profiles WHERE label IN (SELECT person_id FROM profiled_persons)
+             EXCEPT ALL SELECT * FROM changed_profiles))""")
+    if changed:
+        return LinkagePlan(True, "profiles of persons known by ID changed", inputs)
+    return LinkagePlan(False, "inputs unchanged since the last linkage", inputs)
+
+
+def store_profiles(con: duckdb.DuckDBPyConnection, plan: LinkagePlan) -> None:
+    """Keep the profiles ``plan_linkage`` computed, and the inputs the links now stand on."""
+    con.execute("DELETE FROM linkage_profiles WHERE label IN (SELECT person_id FROM profiled_persons)")
+    con.execute("INSERT INTO linkage_profiles SELECT * FROM changed_profiles")
+    set_state(con, "linkage_inputs", plan.inputs)
 
 
 def _comparisons(priors: dict[str, dict[str, float]]) -> list:
@@ -133,7 +193,8 @@ def _comparisons(priors: dict[str, dict[str, float]]) -> list:
 
 
 def score_pairs(con: duckdb.DuckDBPyConnection, profile: LinkageProfile) -> int:
-    """Train the model on this data and score candidate pairs into the temp table ``link_scores``.
+    """Train the model on this data (``link_input``: the profiles ``plan_linkage`` brought up to date,
+    and the signatures) and score candidate pairs into the temp table ``link_scores``.
 
     Returns the number of scored pairs at or above the review threshold. Pairs of two persons known
     by ID are never formed: each blocking rule requires a record without a valid ID on one side.
@@ -208,6 +269,23 @@ class LinkOutcome:
     linked_reviewed: int
     new_persons: int
     review_pairs: int
+    is_rescored: bool = True  # False: inputs unchanged, the stored links stand (``plan_linkage``)
+
+
+def stored_outcome(con: duckdb.DuckDBPyConnection) -> LinkOutcome:
+    """The counts of the links as they stand, for a run whose linkage inputs had not changed."""
+    methods = dict(con.execute("""
+        SELECT p.link_method, count(DISTINCT u.signature_id)
+        FROM person_records AS p
+        JOIN unidentified_records AS u USING (feed, load_id, source_row_number)
+        WHERE p.link_method NOT IN ('exact_id', 'exact_document')
+        GROUP BY 1""").fetchall())
+    return LinkOutcome(
+        records=scalar(con, "SELECT count(*) FROM unidentified_records"),
+        signatures=scalar(con, "SELECT count(DISTINCT signature_id) FROM unidentified_records"),
+        linked_auto=methods.get("probabilistic", 0), linked_reviewed=methods.get("reviewed", 0),
+        new_persons=0, review_pairs=scalar(con, "SELECT count(*) FROM link_review"), is_rescored=False,
+    )
 
 
 def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: list[tuple[str, int, str]]
