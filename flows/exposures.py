@@ -22,8 +22,13 @@ def build_cases(con, params) -> int:
 
 
 @task(cache_policy=NONE)
-def build_exposures(con, profile, params) -> dict[str, int]:
-    return exposures.build_exposures(con, profile, params)
+def plan_exposures(con, profile, facilities, as_of) -> exposures.ExposurePlan:
+    return exposures.plan_exposures(con, profile, facilities, as_of)
+
+
+@task(cache_policy=NONE)
+def build_exposures(con, profile, params, plan) -> dict[str, int]:
+    return exposures.build_exposures(con, profile, params, plan)
 
 
 @task(cache_policy=NONE)
@@ -31,12 +36,13 @@ def build_graph(con) -> dict[str, int]:
     return contact_graph.build_graph_tables(con)
 
 
-def _trace(con, rules, params, as_of):
+def _trace(con, rules, facilities, params, as_of):
+    plan = plan_exposures(con, rules, facilities, as_of)
     cases = build_cases(con, params)
-    by_setting = build_exposures(con, rules, params)
+    by_setting = build_exposures(con, rules, params, plan)
     graph = build_graph(con)
-    exposures.record_run(con, rules, as_of)
-    return cases, by_setting, graph
+    exposures.record_run(con, rules, as_of, plan)
+    return cases, by_setting, graph, plan
 
 
 @flow(name="exposures", log_prints=False)
@@ -50,12 +56,12 @@ def exposure_flow(db_path: Path, profile: str = "nhc-v6", as_of: dt.datetime | N
     try:
         as_of = as_of or exposures.default_as_of(con)
         params = exposures.rule_parameters(rules, facilities, as_of)
-        cases, by_setting, graph = database.in_transaction(con, _trace, con, rules, params, as_of)
+        cases, by_setting, graph, plan = database.in_transaction(con, _trace, con, rules, facilities, params, as_of)
         levels = dict(con.execute("SELECT contact_level, count(*) FROM core_contacts GROUP BY 1 ORDER BY 1")
                       .fetchall())
     finally:
         con.close()
-    logger.info("exposures (%s, as of %s): %d cases, %d exposure rows", rules.name, as_of, cases,
-                sum(by_setting.values()))
-    return {"profile": rules.name, "as_of": as_of.isoformat(sep=" "), "cases": cases,
+    logger.info("exposures (%s, as of %s): %d cases, %d exposure rows; %s", rules.name, as_of, cases,
+                sum(by_setting.values()), "venue rule for changed cases only" if plan.is_incremental else plan.reason)
+    return {"profile": rules.name, "as_of": as_of.isoformat(sep=" "), "cases": cases, "plan": plan.reason,
             "exposures_by_setting": by_setting, "contacts_by_level": levels, "graph": graph}

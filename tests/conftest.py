@@ -224,3 +224,22 @@ def link_store(db_path: Path, review_csv: Path | None = None, reviewed_pairs: Pa
         return {"linkage": outcome, "plan": plan, "scope": scope}
     finally:
         con.close()
+
+
+def trace_store(db_path: Path, profile: str = "nhc-v6"):
+    """The exposure flow's steps without the Prefect engine; returns the run's plan."""
+    from schemas.rules import load_facilities, load_rule_profile
+    from transforms import exposures
+
+    rules, facilities = load_rule_profile(profile), load_facilities()
+    con = database.connect(db_path, load_schemas())
+    try:
+        as_of = exposures.default_as_of(con)
+        params = exposures.rule_parameters(rules, facilities, as_of)
+        plan = exposures.plan_exposures(con, rules, facilities, as_of)
+        exposures.build_cases(con, params)
+        exposures.build_exposures(con, rules, params, plan)
+        exposures.record_run(con, rules, as_of, plan)
+        return plan
+    finally:
+        con.close()

@@ -8,12 +8,15 @@ share a setting with it inside that window.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from schemas import SchemaError, load_schemas
 from schemas.rules import load_facilities, load_rule_profile
+from tests.conftest import LAB_HEADER, SAMPLE, ingest_landing, lab_row, link_store, query, trace_store, write_csv
 from transforms import contact_graph, database, exposures
 
 T = dt.datetime
@@ -248,3 +251,68 @@ def test_broken_profile_names_the_key(tmp_path):
         load_rule_profile(broken)
     with pytest.raises(SchemaError, match="nhc-v6, nhc-v8"):
         load_rule_profile("nhc-v99")
+
+
+def test_a_new_positive_redoes_only_the_changed_cases_as_a_rebuild_would(tmp_path):
+    """The sample city's first four days traced; then one positive result of a venue contact: only the
+    cases whose window moved get the venue rule again, and the result is the rebuild's."""
+    landing, db_path = tmp_path / "landing", tmp_path / "store.duckdb"
+    for day in ("2020-02-10", "2020-02-11", "2020-02-12", "2020-02-13"):
+        shutil.copytree(SAMPLE / "landing" / day, landing / day)
+    ingest_landing(landing, db_path)
+    link_store(db_path)
+    assert trace_store(db_path).reason == "first run"
+    # Someone known by ID who met a case at a venue: as a case, they expose at least that one.
+    person_id, name, id_number, phone, met_at = query(db_path, """
+        SELECT p.person_id, p.name, p.id_number, p.phone, max(e.last_exposure_at)
+        FROM core_exposures AS e
+        JOIN persons AS p ON p.person_id = e.exposed_person_id
+        WHERE e.rule_id = 'venue_co_location' AND p.id_type = 'id_card' AND p.name IS NOT NULL
+          AND p.phone IS NOT NULL AND p.person_id NOT IN (SELECT person_id FROM core_cases)
+        GROUP BY ALL ORDER BY p.person_id LIMIT 1""")[0]
+    # And a case whose window starts at its first positive sample, with a sample a day earlier: its
+    # window widens, so its exposures and contacts must be redone, not added to.
+    case_id, case_name, case_id_number, case_phone, case_sampled, window_start = query(db_path, """
+        SELECT c.person_id, p.name, p.id_number, p.phone, c.first_positive_sampled_at, c.window_start_at
+        FROM core_cases AS c JOIN persons AS p USING (person_id)
+        WHERE c.window_basis IN ('sample_onset_unknown', 'asymptomatic_sample') AND p.id_type = 'id_card'
+          AND p.name IS NOT NULL
+          AND p.phone IS NOT NULL AND c.window_start_at < c.window_end_at
+        ORDER BY c.person_id LIMIT 1""")[0]
+    sampled, earlier = met_at + dt.timedelta(hours=2), case_sampled - dt.timedelta(days=1)
+    write_csv(landing / "2020-02-14" / "cdc" / "lab_results.csv", LAB_HEADER, [
+        lab_row("N-1", name, id_number, phone, f"{sampled:%Y-%m-%d %H:%M:%S}",
+                f"{sampled + dt.timedelta(hours=8):%Y-%m-%d %H:%M:%S}", "阳性", reason="筛查"),
+        lab_row("N-2", case_name, case_id_number, case_phone, f"{earlier:%Y-%m-%d %H:%M:%S}",
+                f"{earlier + dt.timedelta(hours=8):%Y-%m-%d %H:%M:%S}", "阳性", reason="筛查")])
+    ingest_landing(landing, db_path)
+    link_store(db_path)
+    plan = trace_store(db_path)
+    assert plan.is_incremental
+    assert query(db_path, "SELECT count(*) FROM core_exposures WHERE source_person_id = ? AND rule_id = ?",
+                 [person_id, exposures.VENUE_RULE_ID])[0][0] > 0
+    assert query(db_path, "SELECT window_start_at FROM core_cases WHERE person_id = ?", [case_id])[0][0] < window_start
+
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    shutil.copyfile(db_path, rebuilt)
+    with duckdb.connect(str(rebuilt)) as con:
+        con.execute("DELETE FROM exposure_state")
+    assert not trace_store(rebuilt).is_incremental
+    for table in ("core_cases", "core_exposures", "core_contacts"):
+        sql = f"SELECT * EXCLUDE (profile) FROM {table} ORDER BY ALL" if table != "core_cases" else \
+            f"SELECT * FROM {table} ORDER BY ALL"
+        assert query(db_path, sql) == query(rebuilt, sql), table
+
+
+def test_a_new_load_of_a_contact_feed_rebuilds_every_exposure(tmp_path):
+    landing, db_path = tmp_path / "landing", tmp_path / "store.duckdb"
+    for day in ("2020-02-10", "2020-02-11"):
+        shutil.copytree(SAMPLE / "landing" / day, landing / day)
+    ingest_landing(landing, db_path)
+    link_store(db_path)
+    trace_store(db_path)
+    assert trace_store(db_path).is_incremental  # nothing new: only cases could have moved
+    shutil.copytree(SAMPLE / "landing" / "2020-02-12" / "police", landing / "2020-02-12" / "police")
+    ingest_landing(landing, db_path)
+    link_store(db_path)
+    assert not trace_store(db_path).is_incremental

@@ -12,16 +12,25 @@ Window of a case: from ``days_before_onset`` before its onset date; for an asymp
 ``days_before_sample`` before its first positive sample; when the onset is unknown (a positive
 result with no case card yet), ``days_before_sample_onset_unknown`` before that sample (or before
 the case report when there is no sample). It ends at the first isolation event, or the run's as-of time.
+
+Incremental runs: the venue rule is nearly all the cost (a case's scans against every scan of its
+venues). When nothing but cases moved since the last run (no new load of a feed other than the
+lab results and fever clinic, no link without a valid ID moved, the same profile and facilities,
+no secondary contacts), the venue exposures are redone only for the cases whose window changed;
+the other rules, cheap, run for every case. ``core_contacts`` is redone for the cases whose
+exposures changed. The result is the rebuild's (a test holds it to that).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 
 from schemas.rules import Facilities, RuleProfile
 from transforms.database import bound_parameters, current_records, scalar
+from transforms.identity import fingerprint
 
 CONFIRMED_CLASSES = ["确诊病例", "无症状感染者"]
 
@@ -364,7 +373,61 @@ def default_as_of(con: duckdb.DuckDBPyConnection) -> dt.datetime:
     return dt.datetime.combine(last, dt.time()) + dt.timedelta(days=1)
 
 
+# Feeds that reach the exposures through the cases' windows and isolation only: a new load of one
+# of them (a new positive result) is handled by redoing the cases whose window changed.
+CASE_FEEDS = ("lab_results", "fever_clinic")
+
+STATE_DDL = """CREATE TABLE IF NOT EXISTS exposure_state (
+    state_key VARCHAR PRIMARY KEY,
+    fingerprint VARCHAR NOT NULL
+)"""
+
+# The windows that were sources on the last run (kept by build_cases before it replaces them).
+SOURCES = "SELECT person_id, window_start_at, window_end_at FROM {cases} WHERE window_start_at < window_end_at"
+
+
+@dataclass(frozen=True)
+class ExposurePlan:
+    """Whether this run may redo only the cases whose window changed, and why (or why not)."""
+
+    is_incremental: bool
+    reason: str
+    basis: str  # fingerprint of everything but the cases that the exposures are computed from
+
+
+def plan_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, facilities: Facilities,
+                   as_of: dt.datetime) -> ExposurePlan:
+    """Compare what the exposures would be computed from with what the last run's were. Reads only."""
+    loads = con.execute("""SELECT feed, load_id FROM load_audit
+                           WHERE file_status = 'loaded' AND NOT list_contains($case_feeds, feed)
+                           ORDER BY ALL""", {"case_feeds": list(CASE_FEEDS)}).fetchall()
+    # Links without a valid ID can move on any linkage; exact links never do.
+    links = con.execute("""SELECT count(*), bit_xor(hash(feed, load_id, source_row_number, person_id))
+                           FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document')""").fetchall()
+    merges = con.execute("SELECT * FROM person_merges ORDER BY ALL").fetchall()
+    basis = fingerprint([profile.sha256, facilities, loads, links, merges])
+    tables = {name for (name,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main'").fetchall()}
+    if not {"exposure_state", "core_exposures", "core_contacts", "core_cases"} <= tables:
+        return ExposurePlan(False, "first run", basis)
+    stored = scalar(con, "SELECT fingerprint FROM exposure_state WHERE state_key = 'basis'")
+    last_as_of = scalar(con, "SELECT as_of FROM exposure_runs ORDER BY run_number DESC LIMIT 1")
+    if profile.secondary_enabled:
+        return ExposurePlan(False, "the profile has secondary contacts", basis)
+    if stored != basis:
+        return ExposurePlan(False, "new records other than results, new links, or a new profile", basis)
+    if last_as_of is None or as_of < last_as_of:
+        return ExposurePlan(False, "as-of time earlier than the last run's", basis)
+    return ExposurePlan(True, "only cases changed", basis)
+
+
 def build_cases(con: duckdb.DuckDBPyConnection, params: dict) -> int:
+    """Replace ``core_isolation_events`` and ``core_cases``; the last run's sources stay in the temp
+    table ``previous_sources`` for an incremental ``build_exposures``."""
+    con.execute("CREATE OR REPLACE TEMP TABLE previous_sources (person_id BIGINT, window_start_at TIMESTAMP, "
+                "window_end_at TIMESTAMP)")
+    if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'core_cases' AND NOT temporary"):
+        con.execute("INSERT INTO previous_sources " + SOURCES.format(cases="core_cases"))
     con.execute(ISOLATION_EVENTS_SQL, bound_parameters(ISOLATION_EVENTS_SQL, params))
     con.execute(CASES_SQL, bound_parameters(CASES_SQL, params))
     return scalar(con, "SELECT count(*) FROM core_cases")
@@ -383,23 +446,40 @@ def _exposure_select(rules: dict[str, str], sources: str) -> str:
     """
 
 
-def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params: dict) -> dict[str, int]:
-    """Replace ``core_exposures`` and ``core_contacts`` for the current cases; return counts per setting."""
+INSERT_EXPOSURES = """
+INSERT INTO core_exposures
+SELECT exposed_person_id, source_person_id, setting, contact_level, rule_id,
+       min(first_exposure_at), max(last_exposure_at),
+       list_sort(list_distinct(flatten(list(evidence)))), $profile
+FROM ({select})
+GROUP BY ALL
+ORDER BY source_person_id, exposed_person_id, setting, rule_id
+"""
+
+CHANGED_SOURCES_SQL = f"""
+CREATE OR REPLACE TEMP TABLE changed_sources AS
+WITH current_sources AS ({SOURCES.format(cases="core_cases")})
+SELECT DISTINCT person_id FROM (
+    (SELECT * FROM previous_sources EXCEPT SELECT * FROM current_sources)
+    UNION ALL
+    (SELECT * FROM current_sources EXCEPT SELECT * FROM previous_sources)
+)
+"""
+
+VENUE_RULE_ID = "venue_co_location"
+
+
+def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params: dict,
+                    plan: ExposurePlan | None = None) -> dict[str, int]:
+    """Bring ``core_exposures`` and ``core_contacts`` up to date for the current cases (all of them,
+    or as ``plan`` allows, the venue rule only for the cases whose window changed); return counts
+    per setting."""
     con.execute(EXPOSURES_DDL)
+    if plan is not None and plan.is_incremental:
+        _redo_changed_cases(con, profile, params)
+        return dict(con.execute("SELECT setting, count(*) FROM core_exposures GROUP BY 1 ORDER BY 1").fetchall())
     con.execute("DELETE FROM core_exposures")
-    primary = _exposure_select(RULES, "SELECT person_id, window_start_at, window_end_at FROM core_cases "
-                                      "WHERE window_start_at < window_end_at")
-    insert = """
-    INSERT INTO core_exposures
-    SELECT exposed_person_id, source_person_id, setting, contact_level, rule_id,
-           min(first_exposure_at), max(last_exposure_at),
-           list_sort(list_distinct(flatten(list(evidence)))), $profile
-    FROM ({select})
-    GROUP BY ALL
-    ORDER BY source_person_id, exposed_person_id, setting, rule_id
-    """
-    sql = insert.format(select=primary)
-    con.execute(sql, bound_parameters(sql, {**params, "profile": profile.name}))
+    _insert_exposures(con, _exposure_select(RULES, SOURCES.format(cases="core_cases")), params, profile)
     if profile.secondary_enabled:
         # A close contact (not itself a case) is a source from its first exposure until its own
         # isolation: the first isolation event after that exposure, else the assumed one.
@@ -429,17 +509,47 @@ def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params
           AND exposed_person_id NOT IN (SELECT person_id FROM core_cases)
           AND exposed_person_id NOT IN (SELECT exposed_person_id FROM core_exposures WHERE contact_level = 'close')
         """
-        sql = insert.format(select=secondary)
-        extra = {"assumed_isolation_hours": profile.assumed_contact_isolation_hours,
-                 "secondary_settings": list(profile.secondary_settings), "profile": profile.name}
-        con.execute(sql, bound_parameters(sql, {**params, **extra}))
-    con.execute(CONTACTS_SQL)
+        _insert_exposures(con, secondary, {
+            **params, "assumed_isolation_hours": profile.assumed_contact_isolation_hours,
+            "secondary_settings": list(profile.secondary_settings)}, profile)
+    con.execute("CREATE OR REPLACE TABLE core_contacts AS " + CONTACTS_QUERY.format(scope="true"))
     return dict(con.execute("SELECT setting, count(*) FROM core_exposures GROUP BY 1 ORDER BY 1").fetchall())
 
 
+def _insert_exposures(con: duckdb.DuckDBPyConnection, select: str, params: dict, profile: RuleProfile) -> None:
+    sql = INSERT_EXPOSURES.format(select=select)
+    con.execute(sql, bound_parameters(sql, {**params, "profile": profile.name}))
+
+
+def _redo_changed_cases(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params: dict) -> None:
+    """The venue rule for the cases whose window changed; every other rule, cheap, for every case; the
+    contacts of every case whose exposures changed."""
+    con.execute(CHANGED_SOURCES_SQL)
+    con.execute("CREATE OR REPLACE TEMP TABLE previous_other AS SELECT * FROM core_exposures WHERE rule_id <> $venue",
+                {"venue": VENUE_RULE_ID})
+    con.execute("""DELETE FROM core_exposures
+                   WHERE rule_id <> $venue OR source_person_id IN (SELECT person_id FROM changed_sources)""",
+                {"venue": VENUE_RULE_ID})
+    other_rules = {name: sql for name, sql in RULES.items() if name != "venue"}
+    _insert_exposures(con, _exposure_select(other_rules, SOURCES.format(cases="core_cases")), params, profile)
+    changed = SOURCES.format(cases="core_cases") + " AND person_id IN (SELECT person_id FROM changed_sources)"
+    _insert_exposures(con, _exposure_select({"venue": VENUE_SQL}, changed), params, profile)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE contact_sources AS
+        SELECT person_id FROM changed_sources
+        UNION
+        SELECT source_person_id FROM (
+            (SELECT * FROM previous_other EXCEPT ALL SELECT * FROM core_exposures WHERE rule_id <> $venue)
+            UNION ALL
+            (SELECT * FROM core_exposures WHERE rule_id <> $venue EXCEPT ALL SELECT * FROM previous_other))""",
+                {"venue": VENUE_RULE_ID})
+    scope = "source_person_id IN (SELECT person_id FROM contact_sources)"
+    con.execute(f"DELETE FROM core_contacts WHERE {scope}")
+    con.execute("INSERT INTO core_contacts " + CONTACTS_QUERY.format(scope=scope))
+
+
 # One row per exposed person and source: the strongest level, every setting and rule that found it.
-CONTACTS_SQL = """
-CREATE OR REPLACE TABLE core_contacts AS
+CONTACTS_QUERY = """
 SELECT exposed_person_id, source_person_id,
        CASE WHEN bool_or(contact_level = 'close') THEN 'close'
             WHEN bool_or(contact_level = 'secondary') THEN 'secondary' ELSE 'general' END AS contact_level,
@@ -449,12 +559,20 @@ SELECT exposed_person_id, source_person_id,
        max(last_exposure_at) AS last_exposure_at,
        any_value(profile) AS profile
 FROM core_exposures
+WHERE {scope}
 GROUP BY exposed_person_id, source_person_id
 ORDER BY source_person_id, exposed_person_id
 """
 
 
-def record_run(con: duckdb.DuckDBPyConnection, profile: RuleProfile, as_of: dt.datetime) -> None:
+def record_run(con: duckdb.DuckDBPyConnection, profile: RuleProfile, as_of: dt.datetime,
+               plan: ExposurePlan | None = None) -> None:
+    """The run in ``exposure_runs``, and what its exposures were computed from (``plan_exposures``;
+    without a plan, unknown: the next run rebuilds everything)."""
+    con.execute(STATE_DDL)
+    con.execute("DELETE FROM exposure_state")
+    if plan is not None:
+        con.execute("INSERT INTO exposure_state VALUES ('basis', $basis)", {"basis": plan.basis})
     con.execute(RUNS_DDL)
     con.execute(
         """INSERT INTO exposure_runs
