@@ -276,10 +276,15 @@ JOIN interview_cases AS i ON i.case_person_id = s.person_id
 WHERE coalesce(i.was_protected, '否') <> '是'
 """
 
-VENUE_SQL = f"""
+# The venue rule in two statements: the scans near a case's scans first, into the temp table
+# ``venue_nearby`` (``VENUE_NEARBY_SQL``, CTEs that follow a ``sources`` CTE), then who made them
+# (``VENUE_SQL``). In one statement the
+# optimiser misjudged the first part's size and built a hash table of every place scan's
+# person_records (30 M rows at a million residents, 8 s) even for a single case with no contacts.
+VENUE_NEARBY_SQL = """
 -- Materialised steps: left to itself the optimiser joins the scans' person_records to the sources
 -- first (a nested loop on exposed <> source), minutes instead of seconds at a million residents.
-WITH source_scans AS MATERIALIZED (
+source_scans AS MATERIALIZED (
     SELECT s.person_id, s.window_start_at, s.window_end_at, v.venue_code, v.venue_type, v.scanned_at,
            v.load_id, v.source_row_number
     FROM sources AS s
@@ -299,6 +304,10 @@ nearby AS MATERIALIZED (
                           AND cs.scanned_at + to_minutes(CAST($co_location_minutes AS BIGINT))
     WHERE o.is_current
 )
+SELECT * FROM nearby
+"""
+
+VENUE_SQL = f"""
 SELECT pr.person_id, n.source_person_id,
        CASE WHEN list_contains($close_venue_types, n.venue_type) THEN 'venue_close' ELSE 'venue_general' END,
        CASE WHEN list_contains($close_venue_types, n.venue_type) THEN 'close' ELSE 'general' END,
@@ -306,7 +315,7 @@ SELECT pr.person_id, n.source_person_id,
        least(n.scanned_at, n.source_scanned_at), greatest(n.scanned_at, n.source_scanned_at),
        [{{'feed': 'place_scans', 'load_id': n.source_load_id, 'source_row_number': n.source_row}},
         {evidence('place_scans', 'n')}]
-FROM nearby AS n
+FROM venue_nearby AS n
 JOIN person_records AS pr
   ON pr.feed = 'place_scans' AND pr.load_id = n.load_id AND pr.source_row_number = n.source_row_number
 """
@@ -479,7 +488,7 @@ def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params
         _redo_changed_cases(con, profile, params)
         return dict(con.execute("SELECT setting, count(*) FROM core_exposures GROUP BY 1 ORDER BY 1").fetchall())
     con.execute("DELETE FROM core_exposures")
-    _insert_exposures(con, _exposure_select(RULES, SOURCES.format(cases="core_cases")), params, profile)
+    _insert_exposures(con, RULES, SOURCES.format(cases="core_cases"), params, profile)
     if profile.secondary_enabled:
         # A close contact (not itself a case) is a source from its first exposure until its own
         # isolation: the first isolation event after that exposure, else the assumed one.
@@ -500,24 +509,28 @@ def build_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, params
         LEFT JOIN core_isolation_events AS i ON i.person_id = c.person_id AND i.isolated_at >= c.window_start_at
         GROUP BY c.person_id, c.window_start_at
         """
-        secondary = _exposure_select(SECONDARY_RULES, contacts)
-        secondary = f"""
+        secondary = """
         SELECT exposed_person_id, source_person_id, setting, 'secondary' AS contact_level,
                'secondary_' || rule_id AS rule_id, first_exposure_at, last_exposure_at, evidence
-        FROM ({secondary})
+        FROM ({select})
         WHERE list_contains($secondary_settings, setting)
           AND exposed_person_id NOT IN (SELECT person_id FROM core_cases)
           AND exposed_person_id NOT IN (SELECT exposed_person_id FROM core_exposures WHERE contact_level = 'close')
         """
-        _insert_exposures(con, secondary, {
+        _insert_exposures(con, SECONDARY_RULES, contacts, {
             **params, "assumed_isolation_hours": profile.assumed_contact_isolation_hours,
-            "secondary_settings": list(profile.secondary_settings)}, profile)
+            "secondary_settings": list(profile.secondary_settings)}, profile, outer=secondary)
     con.execute("CREATE OR REPLACE TABLE core_contacts AS " + CONTACTS_QUERY.format(scope="true"))
     return dict(con.execute("SELECT setting, count(*) FROM core_exposures GROUP BY 1 ORDER BY 1").fetchall())
 
 
-def _insert_exposures(con: duckdb.DuckDBPyConnection, select: str, params: dict, profile: RuleProfile) -> None:
-    sql = INSERT_EXPOSURES.format(select=select)
+def _insert_exposures(con: duckdb.DuckDBPyConnection, rules: dict[str, str], sources: str, params: dict,
+                      profile: RuleProfile, outer: str = "{select}") -> None:
+    """Insert what ``rules`` find for ``sources`` (through ``outer``, a query around their select)."""
+    if "venue" in rules:
+        sql = f"CREATE OR REPLACE TEMP TABLE venue_nearby AS WITH sources AS ({sources}), {VENUE_NEARBY_SQL}"
+        con.execute(sql, bound_parameters(sql, params))
+    sql = INSERT_EXPOSURES.format(select=outer.format(select=_exposure_select(rules, sources)))
     con.execute(sql, bound_parameters(sql, {**params, "profile": profile.name}))
 
 
@@ -531,9 +544,9 @@ def _redo_changed_cases(con: duckdb.DuckDBPyConnection, profile: RuleProfile, pa
                    WHERE rule_id <> $venue OR source_person_id IN (SELECT person_id FROM changed_sources)""",
                 {"venue": VENUE_RULE_ID})
     other_rules = {name: sql for name, sql in RULES.items() if name != "venue"}
-    _insert_exposures(con, _exposure_select(other_rules, SOURCES.format(cases="core_cases")), params, profile)
+    _insert_exposures(con, other_rules, SOURCES.format(cases="core_cases"), params, profile)
     changed = SOURCES.format(cases="core_cases") + " AND person_id IN (SELECT person_id FROM changed_sources)"
-    _insert_exposures(con, _exposure_select({"venue": VENUE_SQL}, changed), params, profile)
+    _insert_exposures(con, {"venue": VENUE_SQL}, changed, params, profile)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE contact_sources AS
         SELECT person_id FROM changed_sources
