@@ -118,10 +118,11 @@ BOUNDS = {
               "~1.4 M rows/s (the delivered cells stored unchanged; benchmarks/ingest.py)",
     "validation": "Great Expectations: ~0.5 s per validation whatever the rows (a feed's new loads are "
                   "validated together) plus ~4 s to import it",
-    "identity": "the first run inserts and links every record (30 M place scans at 1M residents); later runs "
-                "link only new records, but retrain Splink (u from 2 M random pairs) and rebuild persons "
-                "and the linkage profiles from person_values (~2 M rows at 1M residents)",
-    "exposures": "one pass over 14 days of scans joined to the cases' scans by venue and time band",
+    "identity": "the first run inserts and links every record (30 M place scans at 1M residents); a day's "
+                "deliveries bring records without a valid ID, so Splink retrains (u from 2 M random pairs) and "
+                "persons are rebuilt; a new result of a person known by ID redoes only that person",
+    "exposures": "one pass over 14 days of scans joined to the cases' scans by venue and time band (when only "
+                 "cases changed, the venue rule for the cases whose window moved only)",
     "lists": "classification of every candidate and the list rows of every community, rebuilt each run",
     "snapshot": "every published table copied into a new file each run (person_records: 30 M rows)",
 }
