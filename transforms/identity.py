@@ -97,7 +97,7 @@ IDENTITY_DDL = (
         state_key VARCHAR PRIMARY KEY,
         fingerprint VARCHAR NOT NULL
     )""",
-    # The persons known by ID as the linkage model sees them (``linkage.PROFILES_SQL``), kept
+    # The persons known by ID as the linkage model sees them (``linkage.PROFILES_QUERY``), kept
     # per person: only the persons in identity_changes are recomputed.
     """CREATE TABLE IF NOT EXISTS linkage_profiles (
         unique_id VARCHAR NOT NULL, label BIGINT NOT NULL, is_profile BOOLEAN NOT NULL,
