@@ -296,7 +296,7 @@ def test_a_new_positive_redoes_only_the_changed_cases_as_a_rebuild_would(tmp_pat
     rebuilt = tmp_path / "rebuilt.duckdb"
     shutil.copyfile(db_path, rebuilt)
     with duckdb.connect(str(rebuilt)) as con:
-        con.execute("DELETE FROM exposure_state")
+        con.execute("DELETE FROM stage_state WHERE stage = 'exposures'")
     assert not trace_store(rebuilt).is_incremental
     for table in ("core_cases", "core_exposures", "core_contacts"):
         sql = f"SELECT * EXCLUDE (profile) FROM {table} ORDER BY ALL" if table != "core_cases" else \

@@ -190,7 +190,7 @@ def rebuilt(db_path: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "rebuilt.duckdb"
     shutil.copyfile(db_path, copy)
     with duckdb.connect(str(copy)) as con:
-        con.execute("DELETE FROM identity_state")
+        con.execute("DELETE FROM stage_state WHERE stage = 'identity'")
     run = link_store(copy)
     assert (run["plan"].reason, run["scope"].reason) == ("first linkage", "first refresh")
     return copy

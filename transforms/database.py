@@ -2,12 +2,14 @@
 
 What belongs here: table definitions generated from the contracts (``raw_<feed>``,
 ``staged_<feed>``) and the bookkeeping tables every stage shares (``load_audit``,
-``quarantine``, ``validation_results``, ``ingest_runs``). What does not: how rows get in
+``quarantine``, ``validation_results``, ``ingest_runs``, ``stage_state``) with the helpers to read
+them. What does not: how rows get in
 (``raw.py``, ``staged.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -26,6 +28,14 @@ LINEAGE_COLUMNS = (
 
 BOOKKEEPING_DDL = (
     """CREATE SEQUENCE IF NOT EXISTS load_id_sequence START 1""",
+    # What a stage's last results were computed from (fingerprints), so that the next run can tell
+    # whether they still hold and which part it may skip.
+    """CREATE TABLE IF NOT EXISTS stage_state (
+        stage VARCHAR NOT NULL,
+        state_key VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        PRIMARY KEY (stage, state_key)
+    )""",
     """CREATE TABLE IF NOT EXISTS ingest_runs (
         run_id INTEGER PRIMARY KEY,
         landing_dir VARCHAR NOT NULL,
@@ -108,6 +118,31 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None)
     """The single value a query returns; the result is read to its end, so the connection is free again."""
     rows = con.execute(sql, params or {}).fetchall()
     return rows[0][0] if rows else None
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The store's own tables (not temporary ones)."""
+    return {name for (name,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main'").fetchall()}
+
+
+def fingerprint(values: object) -> str:
+    """A hash of values' repr: equal for equal inputs, run after run."""
+    return hashlib.sha256(repr(values).encode()).hexdigest()
+
+
+def get_state(con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, str]:
+    """A stage's fingerprints by key; empty when the stage has not recorded any."""
+    return dict(con.execute("SELECT state_key, fingerprint FROM stage_state WHERE stage = $stage",
+                            {"stage": stage}).fetchall())
+
+
+def set_state(con: duckdb.DuckDBPyConnection, stage: str, key: str, value: str | None) -> None:
+    """Record (or with None, forget) what a stage's results were computed from."""
+    con.execute("DELETE FROM stage_state WHERE stage = $stage AND state_key = $key", {"stage": stage, "key": key})
+    if value is not None:
+        con.execute("INSERT INTO stage_state VALUES ($stage, $key, $value)",
+                    {"stage": stage, "key": key, "value": value})
 
 
 def in_transaction(con: duckdb.DuckDBPyConnection, step, *args):

@@ -29,8 +29,15 @@ from dataclasses import dataclass
 import duckdb
 
 from schemas.rules import Facilities, RuleProfile
-from transforms.database import bound_parameters, current_records, scalar
-from transforms.identity import fingerprint
+from transforms.database import (
+    bound_parameters,
+    current_records,
+    fingerprint,
+    get_state,
+    scalar,
+    set_state,
+    table_names,
+)
 
 CONFIRMED_CLASSES = ["确诊病例", "无症状感染者"]
 
@@ -386,10 +393,7 @@ def default_as_of(con: duckdb.DuckDBPyConnection) -> dt.datetime:
 # of them (a new positive result) is handled by redoing the cases whose window changed.
 CASE_FEEDS = ("lab_results", "fever_clinic")
 
-STATE_DDL = """CREATE TABLE IF NOT EXISTS exposure_state (
-    state_key VARCHAR PRIMARY KEY,
-    fingerprint VARCHAR NOT NULL
-)"""
+STAGE = "exposures"  # its rows in stage_state
 
 # The windows that were sources on the last run (kept by build_cases before it replaces them).
 SOURCES = "SELECT person_id, window_start_at, window_end_at FROM {cases} WHERE window_start_at < window_end_at"
@@ -415,11 +419,9 @@ def plan_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, facilit
                            FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document')""").fetchall()
     merges = con.execute("SELECT * FROM person_merges ORDER BY ALL").fetchall()
     basis = fingerprint([profile.sha256, facilities, loads, links, merges])
-    tables = {name for (name,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main'").fetchall()}
-    if not {"exposure_state", "core_exposures", "core_contacts", "core_cases"} <= tables:
+    stored = get_state(con, STAGE).get("basis")
+    if stored is None or not {"core_exposures", "core_contacts", "core_cases"} <= table_names(con):
         return ExposurePlan(False, "first run", basis)
-    stored = scalar(con, "SELECT fingerprint FROM exposure_state WHERE state_key = 'basis'")
     last_as_of = scalar(con, "SELECT as_of FROM exposure_runs ORDER BY run_number DESC LIMIT 1")
     if profile.secondary_enabled:
         return ExposurePlan(False, "the profile has secondary contacts", basis)
@@ -435,7 +437,7 @@ def build_cases(con: duckdb.DuckDBPyConnection, params: dict) -> int:
     table ``previous_sources`` for an incremental ``build_exposures``."""
     con.execute("CREATE OR REPLACE TEMP TABLE previous_sources (person_id BIGINT, window_start_at TIMESTAMP, "
                 "window_end_at TIMESTAMP)")
-    if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'core_cases' AND NOT temporary"):
+    if "core_cases" in table_names(con):
         con.execute("INSERT INTO previous_sources " + SOURCES.format(cases="core_cases"))
     con.execute(ISOLATION_EVENTS_SQL, bound_parameters(ISOLATION_EVENTS_SQL, params))
     con.execute(CASES_SQL, bound_parameters(CASES_SQL, params))
@@ -582,10 +584,8 @@ def record_run(con: duckdb.DuckDBPyConnection, profile: RuleProfile, as_of: dt.d
                plan: ExposurePlan | None = None) -> None:
     """The run in ``exposure_runs``, and what its exposures were computed from (``plan_exposures``;
     without a plan, unknown: the next run rebuilds everything)."""
-    con.execute(STATE_DDL)
-    con.execute("DELETE FROM exposure_state")
-    if plan is not None:
-        con.execute("INSERT INTO exposure_state VALUES ('basis', $basis)", {"basis": plan.basis})
+    con.execute("DROP TABLE IF EXISTS exposure_state")  # replaced by stage_state (database.py)
+    set_state(con, STAGE, "basis", None if plan is None else plan.basis)
     con.execute(RUNS_DDL)
     con.execute(
         """INSERT INTO exposure_runs

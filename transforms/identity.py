@@ -21,13 +21,12 @@ the places, so the result is the one a rebuild gives (a test holds it to that).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import duckdb
 
 from schemas import FeedContract, Schemas
-from transforms.database import quote, scalar, staged_table
+from transforms.database import fingerprint, get_state, quote, scalar, set_state, staged_table, table_names
 
 # Link methods, strongest first; the first two never change once written.
 EXACT_METHODS = ("exact_id", "exact_document")
@@ -92,11 +91,8 @@ IDENTITY_DDL = (
     """CREATE TABLE IF NOT EXISTS identity_changes (
         person_id BIGINT NOT NULL
     )""",
-    # What the last refresh was computed from (fingerprints), to tell whether it still holds.
-    """CREATE TABLE IF NOT EXISTS identity_state (
-        state_key VARCHAR PRIMARY KEY,
-        fingerprint VARCHAR NOT NULL
-    )""",
+    # Replaced by stage_state (database.py): a store from before it starts from a full refresh.
+    "DROP TABLE IF EXISTS identity_state",
     # The persons known by ID as the linkage model sees them (``linkage.PROFILES_QUERY``), kept
     # per person: only the persons in identity_changes are recomputed.
     """CREATE TABLE IF NOT EXISTS linkage_profiles (
@@ -109,6 +105,8 @@ IDENTITY_DDL = (
 # addresses, case-report address codes, corrections that supersede a row of another person): a
 # new load of one of them redoes every person's row.
 PLACE_FEEDS = ("communities", "residents", "lodging", "case_reports")
+
+STAGE = "identity"  # its rows in stage_state
 
 
 UNIDENTIFIED_SQL = """
@@ -126,8 +124,7 @@ WHERE person_key IS NULL AND load_id IN (SELECT load_id FROM {loads})
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the identity tables; fill the ones a store from an earlier version lacks from what it
     holds. Run it in a transaction: a table created but not yet filled must not be committed."""
-    tables = {name for (name,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main'").fetchall()}
+    tables = table_names(con)
     for ddl in IDENTITY_DDL:
         con.execute(ddl)
     if "identity_records" not in tables:
@@ -418,7 +415,7 @@ def refresh_scope(con: duckdb.DuckDBPyConnection, linkage_rescored: bool) -> Ref
         "SELECT feed, load_id FROM load_audit WHERE list_contains($feeds, feed) AND file_status = 'loaded' "
         "ORDER BY ALL",
         {"feeds": list(PLACE_FEEDS)}).fetchall())
-    stored = dict(con.execute("SELECT state_key, fingerprint FROM identity_state").fetchall())
+    stored = get_state(con, STAGE)
     if "place_loads" not in stored or not scalar(con, "SELECT count(*) FROM persons"):
         reason = "first refresh"
     elif linkage_rescored:
@@ -433,13 +430,4 @@ def refresh_scope(con: duckdb.DuckDBPyConnection, linkage_rescored: bool) -> Ref
 def finish_refresh(con: duckdb.DuckDBPyConnection, scope: RefreshScope) -> None:
     """Every change is now in persons: clear the list and keep what the refresh was computed from."""
     con.execute("DELETE FROM identity_changes")
-    set_state(con, "place_loads", scope.place_loads)
-
-
-def set_state(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
-    con.execute("INSERT OR REPLACE INTO identity_state VALUES ($key, $value)", {"key": key, "value": value})
-
-
-def fingerprint(values: object) -> str:
-    """A hash of values' repr: equal for equal inputs, run after run."""
-    return hashlib.sha256(repr(values).encode()).hexdigest()
+    set_state(con, STAGE, "place_loads", scope.place_loads)

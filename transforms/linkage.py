@@ -23,8 +23,8 @@ import networkx as nx
 import yaml
 
 from schemas import SCHEMAS_DIR, SchemaError
-from transforms.database import scalar
-from transforms.identity import fingerprint, most_frequent_ctes, most_frequent_joins, set_state
+from transforms.database import fingerprint, get_state, scalar, set_state
+from transforms.identity import STAGE, most_frequent_ctes, most_frequent_joins
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def plan_linkage(con: duckdb.DuckDBPyConnection, profile: LinkageProfile,
     same settings and decisions, no new record without a valid ID, and no profile changed (a new
     result of a person known by ID changes nobody's profile unless it changes their usual values).
     The same input gives the same links, so skipping it changes nothing. Reads only."""
-    stored = scalar(con, "SELECT fingerprint FROM identity_state WHERE state_key = 'linkage_inputs'")
+    stored = get_state(con, STAGE).get("linkage_inputs")
     # Whose profiles to compute: the persons with new exact links; everyone on a first linkage
     # (or in a store from before linkage_profiles).
     every_person = stored is None or not scalar(con, "SELECT count(*) FROM linkage_profiles")
@@ -162,7 +162,7 @@ def store_profiles(con: duckdb.DuckDBPyConnection, plan: LinkagePlan) -> None:
     """Keep the profiles ``plan_linkage`` computed, and the inputs the links now stand on."""
     con.execute("DELETE FROM linkage_profiles WHERE label IN (SELECT person_id FROM profiled_persons)")
     con.execute("INSERT INTO linkage_profiles SELECT * FROM changed_profiles")
-    set_state(con, "linkage_inputs", plan.inputs)
+    set_state(con, STAGE, "linkage_inputs", plan.inputs)
 
 
 def _comparisons(priors: dict[str, dict[str, float]]) -> list:
