@@ -160,14 +160,14 @@ def test_failed_write_leaves_the_previous_lists_whole(city, monkeypatch):
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     calls = []
 
-    def failing_write(path, header, lines):
+    def failing_write(path, header, body):
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")
-        return real_write(path, header, lines)
+        return real_write(path, header, body)
 
-    real_write = community_lists.write_csv_lines
-    monkeypatch.setattr(community_lists, "write_csv_lines", failing_write)
+    real_write = community_lists.write_csv_text
+    monkeypatch.setattr(community_lists, "write_csv_text", failing_write)
     with pytest.raises(OSError):
         city.deliver()
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
@@ -193,14 +193,14 @@ def test_list_lines_formatted_in_the_database_are_what_csv_writer_writes(tmp_pat
     write_csv, which escapes each cell in Python and quotes with csv.writer."""
     import duckdb
 
-    from transforms.csv_out import FORMULA_START, csv_line_sql, write_csv, write_csv_lines
+    from transforms.csv_out import FORMULA_START, csv_line_sql, write_csv, write_csv_text
 
     rows = [TRICKY_CELLS, list(reversed(TRICKY_CELLS)), [None, None]]
     with duckdb.connect() as con:
         lines = [con.execute(f"SELECT {csv_line_sql('$cells')}",
                              {"cells": row, "formula_start": FORMULA_START}).fetchall()[0][0] for row in rows]
     write_csv(tmp_path / "python.csv", ["姓名", "=header"], rows)
-    write_csv_lines(tmp_path / "sql.csv", ["姓名", "=header"], lines)
+    write_csv_text(tmp_path / "sql.csv", ["姓名", "=header"], "".join(line + "\r\n" for line in lines))
     assert (tmp_path / "sql.csv").read_bytes() == (tmp_path / "python.csv").read_bytes()
     with open(tmp_path / "sql.csv", newline="", encoding="utf-8-sig") as handle:
         first = list(csv.reader(handle))[1]

@@ -8,6 +8,8 @@ run fails. What does not: which rows go in a file (the stage that builds them).
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -69,12 +71,14 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
     return count
 
 
-def write_csv_lines(path: Path, header: Sequence[str], lines: Iterable[str]) -> int:
-    """``write_csv`` for rows already formatted by ``csv_line_sql``; returns the number of rows."""
-    count = 0
-    with _csv_file(path, header) as (_, handle):
-        for line in lines:
-            handle.write(line)
-            handle.write("\r\n")
-            count += 1
-    return count
+def write_csv_text(path: Path, header: Sequence[str], body: str) -> str:
+    """``write_csv`` for a body already formatted: ``csv_line_sql`` lines, each ended by CRLF (a
+    whole file's rows joined in the database). Returns the SHA-256 of the bytes written."""
+    head = io.StringIO()
+    csv.writer(head, lineterminator="\r\n").writerow([excel_safe(h) for h in header])
+    data = ("\ufeff" + head.getvalue() + body).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return hashlib.sha256(data).hexdigest()
