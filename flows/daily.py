@@ -89,17 +89,19 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
     logger = get_run_logger()
     clock = StageClock()
     through = (as_of - dt.timedelta(microseconds=1)).date() if as_of else None
-    # Validation gates nothing: it runs after the lists are out, so they are not kept waiting for it.
-    ingested = stage(ingest_flow, landing_dir=landing_dir, db_path=db_path, run_validation=False,
-                     progress=progress, through=through)
-    clock.done("ingest")
-    identity = stage(identity_flow, db_path=db_path, review_csv=db_path.with_name("link_review.csv"),
-                     reviewed_pairs=db_path.with_name("reviewed_pairs.csv"))
-    clock.done("identity")
-    traced = stage(exposure_flow, db_path=db_path, profile=profile, as_of=as_of)
-    clock.done("exposures")
-    listed = stage(lists_flow, db_path=db_path, out_dir=out_dir, as_of=as_of, profile=profile)
-    clock.done("lists")
+    # Until the lists are out, the store is checkpointed by nobody (validation's or the snapshot's
+    # connection does it); validation gates nothing, so it runs after the lists too.
+    with database.checkpoints_deferred():
+        ingested = stage(ingest_flow, landing_dir=landing_dir, db_path=db_path, run_validation=False,
+                         progress=progress, through=through)
+        clock.done("ingest")
+        identity = stage(identity_flow, db_path=db_path, review_csv=db_path.with_name("link_review.csv"),
+                         reviewed_pairs=db_path.with_name("reviewed_pairs.csv"))
+        clock.done("identity")
+        traced = stage(exposure_flow, db_path=db_path, profile=profile, as_of=as_of)
+        clock.done("exposures")
+        listed = stage(lists_flow, db_path=db_path, out_dir=out_dir, as_of=as_of, profile=profile)
+        clock.done("lists")
     if run_validation:
         stage(validation_flow, db_path=db_path)
         clock.done("validation")

@@ -180,3 +180,22 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path):
                            "AND len(miss_reasons) = 0").fetchall() == [(0,)]
     for day in ("2020-02-13", "2020-02-14", "2020-02-15"):
         assert (out / day / "manifest.json").exists()
+
+
+def test_a_store_closed_with_its_checkpoint_deferred_keeps_every_commit(db_path):
+    """The daily flow closes the store after each stage without a checkpoint (the lists come out
+    sooner): what was committed stays in the write-ahead log, the next connection sees it, and the
+    first one closed outside the block writes it into the file."""
+    from schemas import load_schemas
+    from transforms import database
+
+    wal = Path(str(db_path) + ".wal")
+    with database.checkpoints_deferred():
+        con = database.connect(db_path, load_schemas())
+        con.execute("CREATE TABLE kept AS SELECT range AS x FROM range(100000)")
+        con.close()
+    assert wal.exists()
+    con = database.connect(db_path, load_schemas())
+    assert con.execute("SELECT count(*), sum(x) FROM kept").fetchall() == [(100000, 4999950000)]
+    con.close()
+    assert not wal.exists()
