@@ -5,7 +5,10 @@ the floor (one plain read of every input), and the latency of one new positive r
     .venv/bin/python benchmarks/city.py --residents 1000000 --days 14
 
 The city comes from the sample generator (every feed, every fault, an outbreak in proportion),
-generated once into --workdir and reused while its parameters do not change. The daily flow runs
+generated once into --workdir and reused while its parameters do not change. One venue (place
+code) per 60 residents gives the issue's outbreak: at a million residents a few thousand cases
+and tens of thousands of close contacts (~20 per case); the sample's one per 600 makes every
+office and restaurant serve thousands, and ten times the contacts (--residents-per-venue 600). The daily flow runs
 in a fresh process (the Prefect flow as `trace24 run` runs it, validation included), three times
 on one store: from an empty store over every delivery day but the last; then with the last day
 delivered (the steady state: one day of every feed); then with one positive lab result of a
@@ -150,14 +153,18 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--residents-per-venue", type=int, default=60,
+                        help="residents per venue (place code); 600 makes every office and restaurant serve "
+                             "thousands: ten times the contacts the issue's outbreak has")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--child", nargs=3, metavar=("LANDING", "DB", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         measure(*args.child)
         return
-    workdir = args.workdir or ROOT / "benchmarks" / ".cache" / f"city-{args.residents}-{args.days}"
-    landing = generate(workdir, args.residents, args.days, args.seed)
+    workdir = args.workdir or (ROOT / "benchmarks" / ".cache"
+                               / f"city-{args.residents}-{args.days}-v{args.residents_per_venue}")
+    landing = generate(workdir, args.residents, args.days, args.seed, args.residents_per_venue)
     run_dir = workdir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()

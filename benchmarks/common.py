@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 
-def generate(workdir: Path, residents: int, days: int, seed: int) -> Path:
+def generate(workdir: Path, residents: int, days: int, seed: int, residents_per_venue: int = 600) -> Path:
     """The landing folder of a city generated into ``workdir`` (again only when the parameters change)."""
     stamp = workdir / "city.json"
     wanted = {"residents": residents, "days": days, "seed": seed}
+    if residents_per_venue != 600:  # the generator's default: caches made before the parameter stay valid
+        wanted["residents_per_venue"] = residents_per_venue
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return workdir / "landing"
     from trace24.samplecity import generate_city
@@ -19,7 +21,7 @@ def generate(workdir: Path, residents: int, days: int, seed: int) -> Path:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.perf_counter()
-    generate_city(workdir, residents=residents, days=days, seed=seed)
+    generate_city(workdir, residents=residents, days=days, seed=seed, residents_per_venue=residents_per_venue)
     print(f"generated {residents:,} residents x {days} days in {time.perf_counter() - started:.1f} s", flush=True)
     stamp.write_text(json.dumps(wanted))
     return workdir / "landing"

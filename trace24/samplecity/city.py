@@ -23,10 +23,13 @@ ENCODING = {"inpatients": "utf-8-sig", "case_reports": "utf-8-sig"}
 
 
 def generate_city(out_dir: Path, residents: int = 3000, days: int = 5, seed: int = 2020,
-                  scans_per_resident_per_day: float = 2.0, outbreak: bool = True) -> dict:
+                  scans_per_resident_per_day: float = 2.0, outbreak: bool = True,
+                  residents_per_venue: int = 600) -> dict:
     """Generate the sample city into out_dir/landing and out_dir/truth (both recreated).
 
     Same arguments, same bytes. Returns a small summary (rows per feed, cases, faults).
+    ``residents_per_venue`` sets how many venues (place codes) there are: with few, every
+    restaurant and office serves thousands and a case's scan makes hundreds of venue contacts.
     """
     out_dir = Path(out_dir)
     for sub in ("landing", "truth"):
@@ -34,7 +37,8 @@ def generate_city(out_dir: Path, residents: int = 3000, days: int = 5, seed: int
     schedule = Schedule(days)
     city = City(residents, np_rng(seed, "city"))
     pop = Population(city, residents, np_rng(seed, "people"))
-    city.make_venues(np.bincount(pop.community[:pop.n_register], minlength=len(city.communities)))
+    city.make_venues(np.bincount(pop.community[:pop.n_register], minlength=len(city.communities)),
+                     residents_per_venue)
     city.make_hotels(residents)
     pop.assign_offices()
     world = World(city, pop, schedule, seed, residents)

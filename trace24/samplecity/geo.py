@@ -179,13 +179,14 @@ class City:
         return f"{community.district}{community.street}{community.name[:2]}路{number}号"
 
     # -- venues and hotels -----------------------------------------------------------------
-    def make_venues(self, residents_per_community: np.ndarray) -> None:
-        """About five venues per community (at least a restaurant, a shop and an office), plus
-        the stations and the fever-clinic hospitals, which people scan into too."""
+    def make_venues(self, residents_per_community: np.ndarray, residents_per_venue: int = 600) -> None:
+        """One venue per ``residents_per_venue`` residents, at least five per community (a
+        restaurant, a shop and an office among them), plus the stations and the fever-clinic
+        hospitals, which people scan into too."""
         rng = self.rng
         seq = 0
         for community in self.communities:
-            n = max(5, round(int(residents_per_community[community.index]) / 600))
+            n = max(5, round(int(residents_per_community[community.index]) / residents_per_venue))
             kinds = ["餐饮", "商超", "办公", *list(rng.choice(VENUE_KINDS, size=n - 3, p=VENUE_EXTRA_WEIGHTS))]
             for kind in kinds:
                 words = VENUE_WORDS[kind]
