@@ -87,16 +87,18 @@ ASSIGN_QUERY = f"""
 WITH current_persons AS (
     SELECT DISTINCT person_id FROM person_records WHERE {{scope}}
 ),
+-- Each place source read for the persons in scope only (pushed into the grouping, not after it).
 register AS (
     SELECT person_id, arg_max(community_code, (delivery_date, load_id, source_row_number)) AS community_code
     FROM {current_records('residents', 's')}
+    WHERE {{scope}}
     GROUP BY person_id
 ),
 -- A deleted case card is withdrawn: its address places nobody.
 address_code AS (
     SELECT person_id, arg_max(address_code, (delivery_date, load_id)) AS community_code
     FROM {current_records('case_reports', 'c')}
-    WHERE address_code IN (SELECT community_code FROM communities)
+    WHERE address_code IN (SELECT community_code FROM communities) AND {{scope}}
     GROUP BY person_id
 ),
 by_address AS (
@@ -108,6 +110,7 @@ by_address AS (
 latest_stay AS (
     SELECT person_id, arg_max(hotel_code, (checked_in_at, load_id, source_row_number)) AS hotel_code
     FROM {current_records('lodging', 'l')}
+    WHERE {{scope}}
     GROUP BY person_id
 ),
 hotel_community AS (
