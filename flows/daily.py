@@ -1,9 +1,9 @@
 """The daily tracing flow: every stage, landing folder to community lists, the clock and the snapshot.
 
 Only wiring lives here. Each stage is its own flow, run here as a subflow: ingest (new deliveries
-only), identity, exposures, lists, then validation of the new loads (it gates nothing, so the lists
-do not wait for it). Then the run publishes: a read-only snapshot of the published
-tables swapped in whole, and Prefect artifacts that sum the run up (counts only). Each stage
+only), identity, exposures, lists, then the contact graph and validation of the new loads (no list
+needs either, so the lists do not wait for them). Then the run publishes: a read-only snapshot of
+the published tables swapped in whole, and Prefect artifacts that sum the run up (counts only). Each stage
 commits whole or not at all and recomputes from what is stored, so a run killed anywhere and run
 again ends where an uninterrupted run ends; the snapshot changes only when a run finishes.
 """
@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from flows.exposures import exposure_flow
+from flows.exposures import exposure_flow, graph_flow
 from flows.identity import identity_flow
 from flows.ingest import ingest_flow, validation_flow
 from flows.lists import lists_flow
@@ -98,10 +98,14 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
         identity = stage(identity_flow, db_path=db_path, review_csv=db_path.with_name("link_review.csv"),
                          reviewed_pairs=db_path.with_name("reviewed_pairs.csv"))
         clock.done("identity")
-        traced = stage(exposure_flow, db_path=db_path, profile=profile, as_of=as_of)
+        traced = stage(exposure_flow, db_path=db_path, profile=profile, as_of=as_of, with_graph=False)
         clock.done("exposures")
         listed = stage(lists_flow, db_path=db_path, out_dir=out_dir, as_of=as_of, profile=profile)
         clock.done("lists")
+    # The contact graph is for epidemiologists (read in the snapshot, published below): no list
+    # waits for it.
+    stage(graph_flow, db_path=db_path)
+    clock.done("graph")
     if run_validation:
         stage(validation_flow, db_path=db_path)
         clock.done("validation")

@@ -185,15 +185,18 @@ def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_
                  "as_of": dt.datetime(2020, 2, 11), "run_validation": False}
     first = daily_tracing(**{**arguments, "run_validation": True})
     assert first["categories"] == {"confirmed": 1}
-    # Validation runs after the lists, which do not wait for it; the load is validated all the same.
-    assert [s["stage"] for s in first["stages"]] == ["ingest", "identity", "exposures", "lists", "validation",
-                                                     "snapshot"]
+    # The graph and validation run after the lists, which wait for neither; the load is validated
+    # all the same, and the snapshot holds the graph.
+    assert [s["stage"] for s in first["stages"]] == ["ingest", "identity", "exposures", "lists", "graph",
+                                                     "validation", "snapshot"]
+    assert query(tmp_path / "t_read.duckdb", "SELECT count(*) FROM out_spreaders") == [(1,)]
     assert query(tmp_path / "t_read.duckdb", "SELECT validation_passed FROM load_audit") == [(True,)]
     write_csv(day1 / "cdc" / "lab_results_late.csv", LAB_HEADER,
               [lab_row("S2", name="李娜", id_number="440524188001010014", phone="13900139000")])
     second = daily_tracing(**arguments)
     assert second["categories"] == {"confirmed": 2}
-    assert [s["stage"] for s in second["stages"]] == ["ingest", "identity", "exposures", "lists", "snapshot"]
+    assert [s["stage"] for s in second["stages"]] == ["ingest", "identity", "exposures", "lists", "graph",
+                                                      "snapshot"]
     snapshot = tmp_path / "t_read.duckdb"
     assert query(snapshot, "SELECT count(*) FROM four_categories WHERE category = 'confirmed'") == [(2,)]
     assert query(snapshot, "SELECT status, count(*) FROM out_list_rows WHERE as_of = '2020-02-11' "
