@@ -3,9 +3,10 @@
 Only wiring lives here. Each stage is its own flow, run here as a subflow: ingest (new deliveries
 only), identity, exposures, lists, then the contact graph and validation of the new loads (no list
 needs either, so the lists do not wait for them). Then the run publishes: a read-only snapshot of
-the published tables swapped in whole, and Prefect artifacts that sum the run up (counts only). Each stage
-commits whole or not at all and recomputes from what is stored, so a run killed anywhere and run
-again ends where an uninterrupted run ends; the snapshot changes only when a run finishes.
+the published tables swapped in whole, and Prefect artifacts that sum the run up (counts only).
+Each stage commits whole or not at all and recomputes from what is stored, so a run killed
+anywhere and run again ends where an uninterrupted run ends; the snapshot changes only when a run
+finishes.
 """
 
 
@@ -89,8 +90,8 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
     logger = get_run_logger()
     clock = StageClock()
     through = (as_of - dt.timedelta(microseconds=1)).date() if as_of else None
-    # Until the lists are out, the store is checkpointed by nobody (validation's or the snapshot's
-    # connection does it); validation gates nothing, so it runs after the lists too.
+    # Until the lists are out, no stage's connection checkpoints the store on closing (the graph
+    # stage's, the first after them, does it for all).
     with database.checkpoints_deferred():
         ingested = stage(ingest_flow, landing_dir=landing_dir, db_path=db_path, run_validation=False,
                          progress=progress, through=through)

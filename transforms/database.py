@@ -3,8 +3,8 @@
 What belongs here: table definitions generated from the contracts (``raw_<feed>``,
 ``staged_<feed>``) and the bookkeeping tables every stage shares (``load_audit``,
 ``quarantine``, ``validation_results``, ``ingest_runs``, ``stage_state``) with the helpers to read
-them. What does not: how rows get in
-(``raw.py``, ``staged.py``).
+them, and how a connection is opened and closed. What does not: how rows get in (``raw.py``,
+``staged.py``).
 """
 
 from __future__ import annotations
