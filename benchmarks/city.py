@@ -8,8 +8,8 @@ The city comes from the sample generator (every feed, every fault, an outbreak i
 generated once into --workdir and reused while its parameters do not change. One venue (place
 code) per 60 residents gives the issue's outbreak: at a million residents a few thousand cases
 and tens of thousands of close contacts (~20 per case); the sample's one per 600 makes every
-office and restaurant serve thousands, and ten times the contacts (--residents-per-venue 600). The daily flow runs
-in a fresh process (the Prefect flow as `trace24 run` runs it, validation included), three times
+office and restaurant serve thousands, and ten times the contacts (--residents-per-venue 600).
+The daily flow runs in a fresh process (the Prefect flow as `trace24 run` runs it, validation included), three times
 on one store: from an empty store over every delivery day but the last; then with the last day
 delivered (the steady state: one day of every feed); then with one positive lab result of a
 registered resident delivered on the day after: only that file is new, and the time until the

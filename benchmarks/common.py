@@ -8,16 +8,19 @@ import time
 from pathlib import Path
 
 
-def generate(workdir: Path, residents: int, days: int, seed: int, residents_per_venue: int = 600) -> Path:
-    """The landing folder of a city generated into ``workdir`` (again only when the parameters change)."""
+def generate(workdir: Path, residents: int, days: int, seed: int, residents_per_venue: int | None = None) -> Path:
+    """The landing folder of a city generated into ``workdir`` (again only when the parameters change);
+    ``residents_per_venue`` defaults to the sample city's."""
+    from trace24.samplecity import generate_city
+    from trace24.samplecity.geo import SAMPLE_RESIDENTS_PER_VENUE
+
     stamp = workdir / "city.json"
     wanted = {"residents": residents, "days": days, "seed": seed}
-    if residents_per_venue != 600:  # the generator's default: caches made before the parameter stay valid
+    residents_per_venue = residents_per_venue or SAMPLE_RESIDENTS_PER_VENUE
+    if residents_per_venue != SAMPLE_RESIDENTS_PER_VENUE:  # caches made before the parameter stay valid
         wanted["residents_per_venue"] = residents_per_venue
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return workdir / "landing"
-    from trace24.samplecity import generate_city
-
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.perf_counter()

@@ -39,6 +39,9 @@ BOOKKEEPING_DDL = (
         fingerprint VARCHAR NOT NULL,
         PRIMARY KEY (stage, state_key)
     )""",
+    # What stage_state replaced: a store from before it has no state rows, so its stages rebuild once.
+    "DROP TABLE IF EXISTS identity_state",
+    "DROP TABLE IF EXISTS exposure_state",
     """CREATE TABLE IF NOT EXISTS ingest_runs (
         run_id INTEGER PRIMARY KEY,
         landing_dir VARCHAR NOT NULL,

@@ -584,7 +584,6 @@ def record_run(con: duckdb.DuckDBPyConnection, profile: RuleProfile, as_of: dt.d
                plan: ExposurePlan | None = None) -> None:
     """The run in ``exposure_runs``, and what its exposures were computed from (``plan_exposures``;
     without a plan, unknown: the next run rebuilds everything)."""
-    con.execute("DROP TABLE IF EXISTS exposure_state")  # replaced by stage_state (database.py)
     set_state(con, STAGE, "basis", None if plan is None else plan.basis)
     con.execute(RUNS_DDL)
     con.execute(

@@ -91,8 +91,6 @@ IDENTITY_DDL = (
     """CREATE TABLE IF NOT EXISTS identity_changes (
         person_id BIGINT NOT NULL
     )""",
-    # Replaced by stage_state (database.py): a store from before it starts from a full refresh.
-    "DROP TABLE IF EXISTS identity_state",
     # The persons known by ID as the linkage model sees them (``linkage.PROFILES_QUERY``), kept
     # per person: only the persons in identity_changes are recomputed.
     """CREATE TABLE IF NOT EXISTS linkage_profiles (

@@ -12,7 +12,7 @@ from .base import AGENCY_OF_FEED, Schedule, np_rng
 from .deliver import Books, OutFile, plan_register_faults, write_register
 from .faults import plan_faults
 from .feeds import assign_deliveries, build_records
-from .geo import City
+from .geo import SAMPLE_RESIDENTS_PER_VENUE, City
 from .outbreak import Outbreak
 from .people import Population
 from .scans import ScanMaker, write_scan_table
@@ -24,7 +24,7 @@ ENCODING = {"inpatients": "utf-8-sig", "case_reports": "utf-8-sig"}
 
 def generate_city(out_dir: Path, residents: int = 3000, days: int = 5, seed: int = 2020,
                   scans_per_resident_per_day: float = 2.0, outbreak: bool = True,
-                  residents_per_venue: int = 600) -> dict:
+                  residents_per_venue: int = SAMPLE_RESIDENTS_PER_VENUE) -> dict:
     """Generate the sample city into out_dir/landing and out_dir/truth (both recreated).
 
     Same arguments, same bytes. Returns a small summary (rows per feed, cases, faults).

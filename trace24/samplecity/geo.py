@@ -47,6 +47,8 @@ VENUE_WORDS = {
 }
 # Venue mix after the three every community has (a restaurant, a shop, an office).
 VENUE_EXTRA_WEIGHTS = [0.30, 0.25, 0.12, 0.10, 0.08, 0.15]
+# The sample city's venue density; the city benchmark uses denser venues (benchmarks/city.py).
+SAMPLE_RESIDENTS_PER_VENUE = 600
 
 HOTEL_NAMES = ["江滩宾馆", "汉口站快捷酒店", "首义大酒店", "楚河商务酒店", "黄鹤楼假日酒店", "江城之星酒店",
                "长江大酒店", "积玉桥商务宾馆", "中南花园酒店", "大智路精品酒店"]
@@ -179,7 +181,7 @@ class City:
         return f"{community.district}{community.street}{community.name[:2]}路{number}号"
 
     # -- venues and hotels -----------------------------------------------------------------
-    def make_venues(self, residents_per_community: np.ndarray, residents_per_venue: int = 600) -> None:
+    def make_venues(self, residents_per_community: np.ndarray, residents_per_venue: int) -> None:
         """One venue per ``residents_per_venue`` residents, at least five per community (a
         restaurant, a shop and an office among them), plus the stations and the fever-clinic
         hospitals, which people scan into too."""
