@@ -143,3 +143,43 @@ def test_sample_chains_start_at_the_index_cases(traced):
 def test_sample_exposures_are_deterministic(traced):
     _, first, second = traced
     assert first == second and len(first) > 500
+
+
+
+def test_setting_clusters_on_a_small_named_office():
+    """Workplace clusters: cases scanned at one office inside their own infectious windows, two or
+    more whose onsets are within 14 days. Household clusters: cases of one household."""
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE core_cases AS SELECT * FROM (VALUES
+        (1, 'A', TIMESTAMP '2020-02-10 00:00', TIMESTAMP '2020-02-06 00:00', TIMESTAMP '2020-02-12 00:00'),
+        (2, 'B', TIMESTAMP '2020-02-12 00:00', TIMESTAMP '2020-02-08 00:00', TIMESTAMP '2020-02-14 00:00'),
+        (3, 'C', TIMESTAMP '2020-02-11 00:00', TIMESTAMP '2020-02-07 00:00', TIMESTAMP '2020-02-13 00:00'),
+        (4, 'D', TIMESTAMP '2020-03-10 00:00', TIMESTAMP '2020-03-06 00:00', TIMESTAMP '2020-03-12 00:00'),
+        (5, 'E', TIMESTAMP '2020-02-11 00:00', TIMESTAMP '2020-02-07 00:00', TIMESTAMP '2020-02-13 00:00'))
+        AS t(person_id, case_code, estimated_onset_at, window_start_at, window_end_at)""")
+    con.execute("""CREATE TABLE persons AS SELECT * FROM (VALUES
+        (1, 'H1'), (2, NULL), (3, NULL), (4, NULL), (5, 'H1'), (6, 'H1')) AS t(person_id, household_id)""")
+    # Scans: A and B at office X inside their windows; C at X after its window; D at X a month
+    # later (inside its own window, but 28 days after A's onset); E at office Y alone, and at a shop.
+    con.execute("""CREATE TABLE staged_place_scans AS SELECT * FROM (VALUES
+        (1, 1, '办公', 'X', TIMESTAMP '2020-02-10 09:00'),
+        (1, 2, '办公', 'X', TIMESTAMP '2020-02-11 09:00'),
+        (1, 3, '办公', 'X', TIMESTAMP '2020-02-20 09:00'),
+        (1, 4, '办公', 'X', TIMESTAMP '2020-03-09 09:00'),
+        (1, 5, '办公', 'Y', TIMESTAMP '2020-02-10 09:00'),
+        (1, 6, '商超', 'Z', TIMESTAMP '2020-02-10 10:00'),
+        (1, 7, '商超', 'Z', TIMESTAMP '2020-02-10 10:05'))
+        AS t(load_id, source_row_number, venue_type, venue_code, scanned_at)""")
+    con.execute("""CREATE TABLE person_records AS SELECT * FROM (VALUES
+        (1, 'place_scans', 1, 1), (2, 'place_scans', 1, 2), (3, 'place_scans', 1, 3),
+        (4, 'place_scans', 1, 4), (5, 'place_scans', 1, 5), (5, 'place_scans', 1, 6), (1, 'place_scans', 1, 7))
+        AS t(person_id, feed, load_id, source_row_number)""")
+    con.execute(cg.SETTING_CLUSTERS_SQL)
+    clusters = con.execute("SELECT setting, place_key, cases, case_codes FROM out_setting_clusters").fetchall()
+    # X's members are A, B and D (C was there after its window): their onsets span 28 days, so X is
+    # no cluster. H1: A and E (person 6 is no case). Without D's scan, A and B make X a cluster.
+    assert clusters == [("household", "H1", 2, ["A", "E"])]
+    con.execute("DELETE FROM person_records WHERE person_id = 4")
+    con.execute(cg.SETTING_CLUSTERS_SQL)
+    assert con.execute("SELECT setting, place_key, case_codes FROM out_setting_clusters").fetchall() == [
+        ("household", "H1", ["A", "E"]), ("workplace", "X", ["A", "B"])]

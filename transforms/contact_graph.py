@@ -118,14 +118,21 @@ WITH cases AS (
     SELECT c.person_id, c.case_code, p.household_id, c.estimated_onset_at AS ill_at
     FROM core_cases AS c JOIN persons AS p USING (person_id)
 ),
-offices AS (
-    -- Cases seen at the same office venue while infectious: a workplace.
-    SELECT DISTINCT c.person_id, c.case_code, c.ill_at, v.venue_code AS place_key
+case_scans AS MATERIALIZED (
+    -- The cases' own scans with their windows, first: a few hundred thousand rows. Left to the
+    -- optimiser, the window test became a range join of every office scan with every case
+    -- (billions of rows, tens of GB spilled) before the join to the case's own scans.
+    SELECT c.person_id, c.case_code, c.ill_at, w.window_start_at, w.window_end_at, pr.load_id, pr.source_row_number
     FROM cases AS c
     JOIN core_cases AS w USING (person_id)
     JOIN person_records AS pr ON pr.person_id = c.person_id AND pr.feed = 'place_scans'
-    JOIN staged_place_scans AS v ON v.load_id = pr.load_id AND v.source_row_number = pr.source_row_number
-    WHERE v.venue_type = '办公' AND v.scanned_at BETWEEN w.window_start_at AND w.window_end_at
+),
+offices AS (
+    -- Cases seen at the same office venue while infectious: a workplace.
+    SELECT DISTINCT s.person_id, s.case_code, s.ill_at, v.venue_code AS place_key
+    FROM case_scans AS s
+    JOIN staged_place_scans AS v ON v.load_id = s.load_id AND v.source_row_number = s.source_row_number
+    WHERE v.venue_type = '办公' AND v.scanned_at BETWEEN s.window_start_at AND s.window_end_at
 ),
 members AS (
     SELECT 'household' AS setting, household_id AS place_key, person_id, case_code, ill_at

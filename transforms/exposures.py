@@ -291,12 +291,18 @@ WHERE coalesce(i.was_protected, '否') <> '是'
 VENUE_NEARBY_SQL = """
 -- Materialised steps: left to itself the optimiser joins the scans' person_records to the sources
 -- first (a nested loop on exposed <> source), minutes instead of seconds at a million residents.
+-- The sources' own records before their scans: with the window test in a three-way join the
+-- optimiser may join every scan to every source's window first (a range join, billions of rows).
+source_records AS MATERIALIZED (
+    SELECT s.person_id, s.window_start_at, s.window_end_at, pr.load_id, pr.source_row_number
+    FROM sources AS s
+    JOIN person_records AS pr ON pr.person_id = s.person_id AND pr.feed = 'place_scans'
+),
 source_scans AS MATERIALIZED (
     SELECT s.person_id, s.window_start_at, s.window_end_at, v.venue_code, v.venue_type, v.scanned_at,
            v.load_id, v.source_row_number
-    FROM sources AS s
-    JOIN person_records AS pr ON pr.person_id = s.person_id AND pr.feed = 'place_scans'
-    JOIN staged_place_scans AS v ON v.load_id = pr.load_id AND v.source_row_number = pr.source_row_number
+    FROM source_records AS s
+    JOIN staged_place_scans AS v ON v.load_id = s.load_id AND v.source_row_number = s.source_row_number
     WHERE v.scanned_at >= s.window_start_at AND v.scanned_at < s.window_end_at AND v.is_current
 ),
 -- One pass over the scans: equality on the venue, then the time band.
