@@ -199,3 +199,22 @@ def test_a_store_closed_with_its_checkpoint_deferred_keeps_every_commit(db_path)
     assert con.execute("SELECT count(*), sum(x) FROM kept").fetchall() == [(100000, 4999950000)]
     con.close()
     assert not wal.exists()
+
+
+
+def test_the_operator_caps_what_a_query_may_spill(db_path, monkeypatch):
+    """TRACE24_DUCKDB_TEMP_LIMIT bounds DuckDB's spill files (a runaway query then fails its run
+    instead of filling the disk); unset, DuckDB's own default stands."""
+    from schemas import load_schemas
+    from transforms import database
+
+    def spill_limit() -> str:
+        con = database.connect(db_path, load_schemas())
+        try:
+            return con.execute("SELECT current_setting('max_temp_directory_size')").fetchall()[0][0]
+        finally:
+            con.close()
+
+    assert "available disk space" in spill_limit()
+    monkeypatch.setenv("TRACE24_DUCKDB_TEMP_LIMIT", "2GB")
+    assert spill_limit() == "1.8 GiB"

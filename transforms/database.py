@@ -237,10 +237,12 @@ def connect(path: Path | str, schemas: Schemas) -> duckdb.DuckDBPyConnection:
     """Open (or create) the store, install the normalisers and make sure every table exists."""
     # A bounded memory limit makes DuckDB spill to disk instead of growing with the file size.
     # Insertion order is kept explicitly: the CSV reader numbers rows in scan order (raw.py).
-    con = duckdb.connect(str(path), config={
-        "memory_limit": os.environ.get("TRACE24_DUCKDB_MEMORY_LIMIT", "3GB"),
-        "preserve_insertion_order": True,
-    })
+    config = {"memory_limit": os.environ.get("TRACE24_DUCKDB_MEMORY_LIMIT", "3GB"), "preserve_insertion_order": True}
+    # What a query may spill (DuckDB's default: 90% of the free disk). An operator caps it so that
+    # a runaway plan fails its run, leaving the last results, instead of filling the disk.
+    if os.environ.get("TRACE24_DUCKDB_TEMP_LIMIT"):
+        config["max_temp_directory_size"] = os.environ["TRACE24_DUCKDB_TEMP_LIMIT"]
+    con = duckdb.connect(str(path), config=config)
     if not _checkpoint_on_close.get():
         con.execute("PRAGMA disable_checkpoint_on_shutdown")
     normalise.register(con)
