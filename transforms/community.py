@@ -85,7 +85,11 @@ WHERE communities_found = 1 AND same_name_elsewhere = 1
 
 ASSIGN_QUERY = f"""
 WITH current_persons AS (
-    SELECT DISTINCT person_id FROM person_records WHERE {{scope}}
+    -- Every person with a record: those linked exactly are in person_values (grouped), the
+    -- others have few records; a DISTINCT over all 30 M records cost 2 s at a million residents.
+    SELECT person_id FROM person_values WHERE {{scope}}
+    UNION
+    SELECT person_id FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document') AND {{scope}}
 ),
 -- Each place source read for the persons in scope only (pushed into the grouping, not after it).
 register AS (
@@ -174,19 +178,29 @@ def assign_communities(con: duckdb.DuckDBPyConnection, changed_only: bool = Fals
                    SELECT DISTINCT district FROM staged_communities WHERE is_current AND district IS NOT NULL""")
     con.execute(GAZETTEER_SQL)
     # People outside the register, by the address texts of their records; and every hotel.
+    # Read from person_values (exact links, grouped) and the few other links, not from every record:
+    # 0.3 s instead of 2.2 s at a million residents.
     con.execute("""CREATE OR REPLACE TEMP TABLE address_texts AS
-                   WITH outside AS (
-                       SELECT person_id FROM person_records WHERE {scope} GROUP BY person_id
-                       HAVING NOT bool_or(feed = 'residents')
+                   WITH registered AS (
+                       SELECT DISTINCT person_id FROM person_records WHERE feed = 'residents' AND {scope}
+                   ),
+                   addresses AS (
+                       SELECT person_id, address FROM person_values WHERE address IS NOT NULL AND {scope}
+                       UNION ALL
+                       SELECT p.person_id, u.address
+                       FROM person_records AS p
+                       JOIN unidentified_records AS u USING (feed, load_id, source_row_number)
+                       WHERE p.link_method NOT IN ('exact_id', 'exact_document') AND u.address IS NOT NULL
+                         AND {scope_p}
                    )
-                   SELECT DISTINCT p.person_id::VARCHAR AS subject_id, r.address
-                   FROM person_records AS p
-                   JOIN identity_records AS r USING (feed, load_id, source_row_number)
-                   WHERE p.person_id IN (SELECT person_id FROM outside) AND r.address IS NOT NULL
+                   SELECT DISTINCT person_id::VARCHAR AS subject_id, address
+                   FROM addresses
+                   WHERE person_id NOT IN (SELECT person_id FROM registered)
                    UNION ALL
                    SELECT DISTINCT 'hotel:' || hotel_code, hotel_address
                    FROM staged_lodging WHERE is_current AND hotel_address IS NOT NULL""".format(
-        scope=changed_persons("person_id") if changed_only else "true"))
+        scope=changed_persons("person_id") if changed_only else "true",
+        scope_p=changed_persons("p.person_id") if changed_only else "true"))
     con.execute(MATCH_SQL)
     for sql in CHANGED_ASSIGN_SQL if changed_only else (ASSIGN_SQL,):
         con.execute(sql)
