@@ -128,11 +128,14 @@ def test_exposures_cli_records_the_profile_and_a_failed_run_changes_nothing(pref
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 
-def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path):
+def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path, monkeypatch):
     """`trace24 run` end to end on the sample, day by day from day 3: the categories against the
-    truth, lists holding their own residents only, statuses against the day before, the clock."""
+    truth, lists holding their own residents only, statuses against the day before, the clock;
+    the snapshot, carried from run to run, holds what a snapshot written afresh holds."""
+    from schemas.published import load_published
     from trace24.cli import app
     from trace24.evaluation import evaluate_categories
+    from transforms import snapshot
 
     db, out = tmp_path / "t.duckdb", tmp_path / "out"
     runner = CliRunner()
@@ -140,8 +143,27 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path):
     for day in ("2020-02-13", "2020-02-14"):
         first = runner.invoke(app, [*common, "--as-of", f"{day}T00:00"])
         assert first.exit_code == 0, first.output
+    copied = []
+    copy_table = snapshot._copy_table
+    monkeypatch.setattr(snapshot, "_copy_table", lambda con, table, source: copied.append(table.name)
+                        or copy_table(con, table, source))
     second = runner.invoke(app, [*common, "--as-of", "2020-02-15T00:00", "--truth", str(SAMPLE / "truth")])
     assert second.exit_code == 0, second.output
+    # The third run's snapshot took person_records from the second's (new loads' links appended)...
+    assert "person_records" not in copied and "persons" in copied
+    # ...and holds exactly what a snapshot written afresh from the same store holds.
+    fresh = tmp_path / "fresh.duckdb"
+    with duckdb.connect(str(db)) as con:
+        snapshot.publish_snapshot(con, load_published(), fresh, {"as_of": None, "profile": None,
+                                                                  "ingest_run_id": None, "list_folder": None})
+    with duckdb.connect(str(snapshot.snapshot_path_for(db)), read_only=True) as carried, \
+            duckdb.connect(str(fresh), read_only=True) as written:
+        tables = carried.execute("SELECT table_name, row_count FROM snapshot_tables ORDER BY 1").fetchall()
+        assert tables == written.execute("SELECT table_name, row_count FROM snapshot_tables ORDER BY 1").fetchall()
+        assert dict(tables)["person_records"] > dict(tables)["persons"] > 0
+        for table, _ in tables:
+            assert (carried.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+                    == written.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()), table
     assert "24-hour clock" in second.output and "four categories" in second.output
     with duckdb.connect(str(db), read_only=True) as con:
         scores = {row[0]: row[4:] for row in evaluate_categories(con, SAMPLE / "truth")}
