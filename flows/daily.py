@@ -1,12 +1,12 @@
 """The daily tracing flow: every stage, landing folder to community lists, the clock and the snapshot.
 
-Only wiring lives here. Each stage is its own flow, run here as a subflow: ingest (new deliveries
-only), identity, exposures, lists, then the contact graph and validation of the new loads (no list
-needs either, so the lists do not wait for them). Then the run publishes: a read-only snapshot of
-the published tables swapped in whole, and Prefect artifacts that sum the run up (counts only).
-Each stage commits whole or not at all and recomputes from what is stored, so a run killed
-anywhere and run again ends where an uninterrupted run ends; the snapshot changes only when a run
-finishes.
+Only wiring lives here. Each stage is its own flow (``trace24 ingest`` and ``link`` run them alone),
+run here as a step of this flow: ingest (new deliveries only), identity, exposures, lists, then the
+contact graph and validation of the new loads (no list needs either, so the lists do not wait for
+them). Then the run publishes: a read-only snapshot of the published tables swapped in whole, and
+Prefect artifacts that sum the run up (counts only). Each stage commits whole or not at all and
+recomputes from what is stored, so a run killed anywhere and run again ends where an uninterrupted
+run ends; the snapshot changes only when a run finishes.
 """
 
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from flows.exposures import exposure_flow, graph_flow
 from flows.identity import identity_flow
@@ -45,13 +44,11 @@ class StageClock:
         self._started = now
 
 
-def stage(subflow, **parameters):
-    """Run a stage's subflow in this process without a heartbeat of its own: this flow run's
-    heartbeat already tells Prefect the process is alive, and each flow's heartbeat thread, which
-    sleeps in one-second steps, is joined when the flow ends (about 1 s per stage; see
-    PrefectHQ/prefect#19641)."""
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return subflow(**parameters)
+def stage(stage_flow, **parameters):
+    """Run a stage's flow as a step of this flow run: its tasks become this run's tasks. As a
+    subflow each stage cost ~0.4 s of API calls to create and settle its own flow run (and its
+    heartbeat thread 1 s more, PrefectHQ/prefect#19641): a fifth of a new result's way to the lists."""
+    return stage_flow.fn(**parameters)
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
