@@ -176,6 +176,18 @@ def test_a_store_from_before_person_values_and_unidentified_records_gets_both_fi
         db_path, "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
 
 
+def test_a_store_from_before_contested_persons_gets_it_filled_once(linked, tmp_path):
+    db_path = tmp_path / "older.duckdb"
+    shutil.copyfile(linked["db"], db_path)
+    contested = query(db_path, "SELECT person_id FROM contested_persons ORDER BY 1")
+    assert contested  # the sample has persons seen with two names or phones
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("DROP TABLE contested_persons")  # as in a store of an earlier version
+        con.execute("DROP TABLE profile_changes")
+    link_store(db_path)
+    assert query(db_path, "SELECT person_id FROM contested_persons ORDER BY 1") == contested
+
+
 # Every table identity writes that a later stage or an analyst reads.
 IDENTITY_TABLES = ("persons", "person_communities", "person_records", "person_merges", "person_keys",
                    "link_review", "linkage_profiles")
@@ -311,3 +323,26 @@ def test_review_csv_cells_cannot_start_a_formula():
     assert excel_safe("+8613800138000") == "'+8613800138000"
     assert excel_safe("张伟") == "张伟"
     assert "/" not in safe_file_name("../../etc/passwd") and not safe_file_name("..").startswith(".")
+
+
+def test_a_persons_usual_name_flipping_by_counts_alone_redoes_their_profile_as_a_rebuild_would(linked, tmp_path):
+    """Profiles are redone only for persons whose usual values may move: a new combination of
+    values, or new records of a person seen with two values of a column. Here a second name first
+    arrives once (a new combination), then often enough to become the usual one with no new
+    combination at all: only the second rule catches it."""
+    person_id, name, id_number, phone, records = busiest_resident(linked["db"])
+    variant = name + "某"
+    db_path = deliver_lab_results(linked, tmp_path, [
+        lab_row("V-1", variant, id_number, phone, "2020-02-16 09:00:00", "2020-02-16 20:00:00", "阴性")])
+    link_store(db_path)
+    assert query(db_path, "SELECT count(*) FROM contested_persons WHERE person_id = ?", [person_id]) == [(1,)]
+    landing = tmp_path / "landing"
+    write_csv(landing / "2020-02-17" / "cdc" / "lab_results.csv", LAB_HEADER, [
+        lab_row(f"V-{n}", variant, id_number, phone, "2020-02-17 09:00:00", "2020-02-17 20:00:00", "阴性")
+        for n in range(2, records + 3)])
+    ingest_landing(landing, db_path)
+    run = link_store(db_path)
+    assert run["plan"].reason == "profiles of persons known by ID changed"
+    usual = query(db_path, "SELECT name FROM linkage_profiles WHERE label = ? ORDER BY unique_id LIMIT 1", [person_id])
+    assert usual == [(variant,)]
+    assert identity_tables(db_path) == identity_tables(rebuilt(db_path, tmp_path))

@@ -91,8 +91,19 @@ IDENTITY_DDL = (
     """CREATE TABLE IF NOT EXISTS identity_changes (
         person_id BIGINT NOT NULL
     )""",
+    # Persons whose linkage profile may have changed since the profiles were last stored: a new
+    # combination of values, or new records of a person seen with two values of a column (whose
+    # most frequent value may flip). Anyone else's profile depends on values that did not move.
+    """CREATE TABLE IF NOT EXISTS profile_changes (
+        person_id BIGINT NOT NULL
+    )""",
+    # The persons known by ID with two or more values of a column (a few percent). It changes only
+    # when a person gets a new combination of values.
+    """CREATE TABLE IF NOT EXISTS contested_persons (
+        person_id BIGINT NOT NULL
+    )""",
     # The persons known by ID as the linkage model sees them (``linkage.PROFILES_QUERY``), kept
-    # per person: only the persons in identity_changes are recomputed.
+    # per person: only the persons in profile_changes are recomputed.
     """CREATE TABLE IF NOT EXISTS linkage_profiles (
         unique_id VARCHAR NOT NULL, label BIGINT NOT NULL, is_profile BOOLEAN NOT NULL,
         id_number VARCHAR, name VARCHAR, phone VARCHAR, birth_date DATE, sex VARCHAR, address VARCHAR
@@ -138,6 +149,10 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             WHERE p.link_method IN ('exact_id', 'exact_document')""")
         _merge_person_values(con, "exact_links")
         con.execute("DROP VIEW exact_links")
+    elif "contested_persons" not in tables:
+        con.execute(f"INSERT INTO contested_persons {CONTESTED_QUERY.format(scope='true')}")
+        # Profiles not yet redone for the persons with new links: the list that named them before.
+        con.execute("INSERT INTO profile_changes SELECT DISTINCT person_id FROM identity_changes")
 
 
 def identity_query(contract: FeedContract) -> str:
@@ -240,10 +255,24 @@ def link_exact(con: duckdb.DuckDBPyConnection) -> int:
     return linked
 
 
+CONTESTED_QUERY = """
+SELECT person_id FROM person_values
+WHERE {scope}
+GROUP BY person_id
+HAVING count(DISTINCT name) > 1 OR count(DISTINCT phone) > 1 OR count(DISTINCT sex) > 1
+    OR count(DISTINCT birth_date) > 1 OR count(DISTINCT address) > 1
+"""
+
+_SAME_VALUES = ("v.person_id = n.person_id AND v.name IS NOT DISTINCT FROM n.name "
+                "AND v.phone IS NOT DISTINCT FROM n.phone AND v.sex IS NOT DISTINCT FROM n.sex "
+                "AND v.birth_date IS NOT DISTINCT FROM n.birth_date AND v.address IS NOT DISTINCT FROM n.address")
+
+
 def _merge_person_values(con: duckdb.DuckDBPyConnection, records: str) -> None:
     """Add ``records`` (exact-linked identity records with person_key and link_method) to
     ``person_values``: counts add, dates widen. Grouped by person key before the person ids are
-    joined: a first run's thirty million records become a few million groups first."""
+    joined: a first run's thirty million records become a few million groups first. Notes in
+    ``profile_changes`` whose profile may have moved, and keeps ``contested_persons``."""
     source = f"""
         WITH grouped AS (
             -- The key determines the number (id:<number>, passport:<number>); flags, not a
@@ -266,13 +295,23 @@ def _merge_person_values(con: duckdb.DuckDBPyConnection, records: str) -> None:
     if not scalar(con, "SELECT count(*) FROM person_values"):
         # A first run: nothing to merge with, and MERGE cost 8 s more than INSERT at 2 M groups.
         con.execute(f"INSERT INTO person_values BY NAME {source}")
+        con.execute("DELETE FROM contested_persons")
+        con.execute(f"INSERT INTO contested_persons {CONTESTED_QUERY.format(scope='true')}")
+        con.execute("INSERT INTO profile_changes SELECT DISTINCT person_id FROM person_values")
         return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE new_values AS {source}")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE new_combinations AS
+                    SELECT DISTINCT n.person_id FROM new_values AS n
+                    WHERE NOT EXISTS (SELECT 1 FROM person_values AS v WHERE {_SAME_VALUES})""")
+    con.execute("""INSERT INTO profile_changes
+                   SELECT person_id FROM new_combinations
+                   UNION
+                   SELECT DISTINCT person_id FROM new_values
+                   WHERE person_id IN (SELECT person_id FROM contested_persons)""")
     con.execute(f"""
         MERGE INTO person_values AS v
-        USING ({source}) AS n
-        ON v.person_id = n.person_id AND v.name IS NOT DISTINCT FROM n.name AND v.phone IS NOT DISTINCT FROM n.phone
-           AND v.sex IS NOT DISTINCT FROM n.sex AND v.birth_date IS NOT DISTINCT FROM n.birth_date
-           AND v.address IS NOT DISTINCT FROM n.address
+        USING new_values AS n
+        ON {_SAME_VALUES}
         WHEN MATCHED THEN UPDATE SET
             id_number = least(v.id_number, n.id_number),
             link_methods = list_sort(list_distinct(list_concat(v.link_methods, n.link_methods))),
@@ -280,6 +319,12 @@ def _merge_person_values(con: duckdb.DuckDBPyConnection, records: str) -> None:
             first_delivery_date = least(v.first_delivery_date, n.first_delivery_date),
             last_delivery_date = greatest(v.last_delivery_date, n.last_delivery_date)
         WHEN NOT MATCHED THEN INSERT BY NAME""")
+    # Only a new combination can make a person contested (or, never, uncontested).
+    con.execute("DELETE FROM contested_persons WHERE person_id IN (SELECT person_id FROM new_combinations)")
+    con.execute(f"""INSERT INTO contested_persons
+                    {CONTESTED_QUERY.format(scope='person_id IN (SELECT person_id FROM new_combinations)')}""")
+    con.execute("DROP TABLE new_values")
+    con.execute("DROP TABLE new_combinations")
 
 
 # The value a person is most often recorded with; ties go to the greatest value, so reruns agree.

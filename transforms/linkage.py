@@ -64,7 +64,7 @@ def load_profile(path: Path | None = None) -> LinkageProfile:
 
 # Profiles: one row per person known by ID and per name/phone variant it was seen with, gaps filled
 # from the person's other records. A person's rows depend on their own person_values alone, so they
-# are kept in linkage_profiles and recomputed only for the persons in identity_changes.
+# are kept in linkage_profiles and recomputed only for the persons in profile_changes.
 PROFILES_QUERY = f"""
 WITH exact_counted AS (
     -- The exact-linked records, counted per person and identity values as they arrived.
@@ -134,11 +134,12 @@ def plan_linkage(con: duckdb.DuckDBPyConnection, profile: LinkageProfile,
     result of a person known by ID changes nobody's profile unless it changes their usual values).
     The same input gives the same links, so skipping it changes nothing. Reads only."""
     stored = get_state(con, STAGE).get("linkage_inputs")
-    # Whose profiles to compute: the persons with new exact links; everyone on a first linkage
-    # (or in a store from before linkage_profiles).
+    # Whose profiles to compute: those that may have moved (``profile_changes``: a new combination
+    # of values, or new records of a person with two values of a column); everyone on a first
+    # linkage (or in a store from before linkage_profiles).
     every_person = stored is None or not scalar(con, "SELECT count(*) FROM linkage_profiles")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE profiled_persons AS
-                    SELECT DISTINCT person_id FROM {'person_values' if every_person else 'identity_changes'}""")
+                    SELECT DISTINCT person_id FROM {'person_values' if every_person else 'profile_changes'}""")
     con.execute("CREATE OR REPLACE TEMP TABLE changed_profiles AS "
                 + PROFILES_QUERY.format(scope="person_id IN (SELECT person_id FROM profiled_persons)"))
     inputs = fingerprint([profile, sorted(reviewed),
@@ -163,6 +164,7 @@ def store_profiles(con: duckdb.DuckDBPyConnection, plan: LinkagePlan) -> None:
     """Keep the profiles ``plan_linkage`` computed, and the inputs the links now stand on."""
     con.execute("DELETE FROM linkage_profiles WHERE label IN (SELECT person_id FROM profiled_persons)")
     con.execute("INSERT INTO linkage_profiles SELECT * FROM changed_profiles")
+    con.execute("DELETE FROM profile_changes")
     set_state(con, STAGE, "linkage_inputs", plan.inputs)
 
 
