@@ -121,15 +121,18 @@ BOUNDS = {
     "ingest": "parsing of CSV/XLSX text, and place scans staged at ~0.37 M rows/s against a write floor of "
               "~1.4 M rows/s (the delivered cells stored unchanged; benchmarks/ingest.py)",
     "validation": "Great Expectations: ~0.5 s per validation whatever the rows (a feed's new loads are "
-                  "validated together) plus ~4 s to import it",
-    "identity": "the first run inserts and links every record (30 M place scans at 1M residents); a day's "
-                "deliveries bring records without a valid ID, so Splink retrains (u from 2 M random pairs) and "
-                "persons are rebuilt; a new result of a person known by ID redoes only that person",
+                  "validated together), plus its import and file context",
+    "identity": "the first run inserts and links every record (30 M place scans at 1M residents); on a day's "
+                "deliveries nearly every person has new scans, so person_values is merged for a million persons "
+                "and persons rewritten (counts and dates move), and the day's records without a valid ID retrain "
+                "Splink (u from 2 M random pairs, ~6.5 s at 1M); a new result of a person known by ID redoes only "
+                "that person",
     "exposures": "one pass over 14 days of scans joined to the cases' scans by venue and time band (when only "
                  "cases changed, the venue rule for the cases whose window moved only)",
     "lists": "classification of every candidate and the list rows of every community, rebuilt each run",
     "graph": "the contact graph tables rebuilt from every case and contact (after the lists: none waits for it)",
-    "snapshot": "every published table copied into a new file each run (person_records: 30 M rows)",
+    "snapshot": "every published table but person_records written anew each run (persons: 1 M rows); "
+                "person_records carried from the last snapshot, checked per load",
 }
 
 
