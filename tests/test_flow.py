@@ -164,6 +164,12 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path, monkeypatch
         for table, _ in tables:
             assert (carried.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
                     == written.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()), table
+    # A previous snapshot that DuckDB cannot open is not carried: the run writes a new one.
+    snapshot.snapshot_path_for(db).write_bytes(b"not a database")
+    with duckdb.connect(str(db)) as con:
+        counts = snapshot.publish_snapshot(con, load_published(), snapshot.snapshot_path_for(db),
+                                           {"as_of": None, "profile": None, "ingest_run_id": None, "list_folder": None})
+    assert sorted(counts.items()) == tables
     assert "24-hour clock" in second.output and "four categories" in second.output
     with duckdb.connect(str(db), read_only=True) as con:
         scores = {row[0]: row[4:] for row in evaluate_categories(con, SAMPLE / "truth")}

@@ -56,6 +56,12 @@ def _append_person_records(con: duckdb.DuckDBPyConnection, table, source: str) -
     added, the other links replaced. None when the snapshot's links are not the store's."""
     if "person_records" not in _snapshot_tables(con):
         return None
+    held = con.execute("""SELECT column_name, data_type FROM duckdb_columns()
+                          WHERE database_name = 'snapshot' AND table_name = 'person_records'
+                          ORDER BY column_index""").fetchall()
+    if [name for name, _ in held] != list(table.column_names) or [
+            kind for _, kind in held] != [column.type for column in table.columns]:
+        return None  # a snapshot of another version of the contract
     con.execute("CREATE OR REPLACE TEMP TABLE snapshot_loads AS "
                 + _LOAD_CHECKSUMS.format(table="snapshot.person_records", loads="true"))
     differing = scalar(con, f"""
@@ -106,7 +112,12 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, published: Published, snaps
         shutil.copyfile(snapshot_path, partial)  # readers of the old file are not disturbed
     source = scalar(con, "SELECT current_database()")
     counts: dict[str, int] = {}
-    con.execute("ATTACH $path AS snapshot", {"path": str(partial)})
+    try:
+        con.execute("ATTACH $path AS snapshot", {"path": str(partial)})
+    except duckdb.Error:
+        # Not a database DuckDB can open (damaged, or of another version): start afresh.
+        partial.unlink(missing_ok=True)
+        con.execute("ATTACH $path AS snapshot", {"path": str(partial)})
     try:
         own = [t for t in published.tables if t.stage == "snapshot"]
         for stale in _snapshot_tables(con) - {t.name for t in published.tables if t.stage != "snapshot"}:
