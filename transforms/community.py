@@ -23,7 +23,7 @@ from __future__ import annotations
 import duckdb
 
 from transforms.database import current_records
-from transforms.identity import changed_persons
+from transforms.identity import changed_persons, exact_link
 
 GAZETTEER_SQL = """
 CREATE OR REPLACE TEMP TABLE gazetteer AS
@@ -89,7 +89,7 @@ WITH current_persons AS (
     -- others have few records; a DISTINCT over all 30 M records cost 2 s at a million residents.
     SELECT person_id FROM person_values WHERE {{scope}}
     UNION
-    SELECT person_id FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document') AND {{scope}}
+    SELECT person_id FROM person_records WHERE NOT {exact_link()} AND {{scope}}
 ),
 -- Each place source read for the persons in scope only (pushed into the grouping, not after it).
 register AS (
@@ -190,8 +190,7 @@ def assign_communities(con: duckdb.DuckDBPyConnection, changed_only: bool = Fals
                        SELECT p.person_id, u.address
                        FROM person_records AS p
                        JOIN unidentified_records AS u USING (feed, load_id, source_row_number)
-                       WHERE p.link_method NOT IN ('exact_id', 'exact_document') AND u.address IS NOT NULL
-                         AND {scope_p}
+                       WHERE NOT {exact} AND u.address IS NOT NULL AND {scope_p}
                    )
                    SELECT DISTINCT person_id::VARCHAR AS subject_id, address
                    FROM addresses
@@ -200,7 +199,7 @@ def assign_communities(con: duckdb.DuckDBPyConnection, changed_only: bool = Fals
                    SELECT DISTINCT 'hotel:' || hotel_code, hotel_address
                    FROM staged_lodging WHERE is_current AND hotel_address IS NOT NULL""".format(
         scope=changed_persons("person_id") if changed_only else "true",
-        scope_p=changed_persons("p.person_id") if changed_only else "true"))
+        scope_p=changed_persons("p.person_id") if changed_only else "true", exact=exact_link("p.link_method")))
     con.execute(MATCH_SQL)
     for sql in CHANGED_ASSIGN_SQL if changed_only else (ASSIGN_SQL,):
         con.execute(sql)

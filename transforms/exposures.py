@@ -38,6 +38,7 @@ from transforms.database import (
     set_state,
     table_names,
 )
+from transforms.identity import exact_link
 
 CONFIRMED_CLASSES = ["确诊病例", "无症状感染者"]
 
@@ -421,8 +422,8 @@ def plan_exposures(con: duckdb.DuckDBPyConnection, profile: RuleProfile, facilit
                            WHERE file_status = 'loaded' AND NOT list_contains($case_feeds, feed)
                            ORDER BY ALL""", {"case_feeds": list(CASE_FEEDS)}).fetchall()
     # Links without a valid ID can move on any linkage; exact links never do.
-    links = con.execute("""SELECT count(*), bit_xor(hash(feed, load_id, source_row_number, person_id))
-                           FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document')""").fetchall()
+    links = con.execute(f"""SELECT count(*), bit_xor(hash(feed, load_id, source_row_number, person_id))
+                           FROM person_records WHERE NOT {exact_link()}""").fetchall()
     merges = con.execute("SELECT * FROM person_merges ORDER BY ALL").fetchall()
     basis = fingerprint([profile.sha256, facilities, loads, links, merges])
     stored = get_state(con, STAGE).get("basis")

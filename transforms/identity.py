@@ -32,6 +32,12 @@ from transforms.database import fingerprint, get_state, quote, scalar, set_state
 EXACT_METHODS = ("exact_id", "exact_document")
 LINK_METHODS = (*EXACT_METHODS, "reviewed", "probabilistic", "new_person")
 
+
+def exact_link(column: str = "link_method") -> str:
+    """SQL condition: the link method in ``column`` is exact (such a link never changes once written)."""
+    methods = ", ".join(f"'{method}'" for method in EXACT_METHODS)
+    return f"{column} IN ({methods})"
+
 # Columns shared by the record tables: which staged row, and the values identity compares.
 _RECORD = """feed VARCHAR NOT NULL, load_id INTEGER NOT NULL, source_row_number BIGINT NOT NULL,
         delivery_date DATE NOT NULL"""
@@ -141,12 +147,12 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     if "unidentified_records" not in tables:
         con.execute(UNIDENTIFIED_SQL.format(loads="identity_loads"))
     if "person_values" not in tables:
-        con.execute("""
+        con.execute(f"""
             CREATE OR REPLACE TEMP VIEW exact_links AS
             SELECT r.*, p.link_method
             FROM person_records AS p
             JOIN identity_records AS r USING (feed, load_id, source_row_number)
-            WHERE p.link_method IN ('exact_id', 'exact_document')""")
+            WHERE {exact_link('p.link_method')}""")
         _merge_person_values(con, "exact_links")
         con.execute("DROP VIEW exact_links")
     elif "contested_persons" not in tables:
@@ -395,7 +401,7 @@ WITH counted AS MATERIALIZED (
            min(r.delivery_date), max(r.delivery_date), list(DISTINCT p.link_method)
     FROM person_records AS p
     JOIN unidentified_records AS r USING (feed, load_id, source_row_number)
-    WHERE p.link_method NOT IN ('exact_id', 'exact_document') AND {{scope_p}}
+    WHERE NOT {exact_link('p.link_method')} AND {{scope_p}}
     GROUP BY p.person_id, r.name, r.phone, r.sex, r.birth_date, r.address
 ),
 seen AS MATERIALIZED (

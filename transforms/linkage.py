@@ -25,7 +25,7 @@ import yaml
 
 from schemas import SCHEMAS_DIR, SchemaError
 from transforms.database import fingerprint, get_state, scalar, set_state
-from transforms.identity import STAGE, most_frequent_ctes, most_frequent_joins
+from transforms.identity import STAGE, exact_link, most_frequent_ctes, most_frequent_joins
 
 log = logging.getLogger(__name__)
 
@@ -277,11 +277,11 @@ class LinkOutcome:
 
 def stored_outcome(con: duckdb.DuckDBPyConnection) -> LinkOutcome:
     """The counts of the links as they stand, for a run whose linkage inputs had not changed."""
-    methods = dict(con.execute("""
+    methods = dict(con.execute(f"""
         SELECT p.link_method, count(DISTINCT u.signature_id)
         FROM person_records AS p
         JOIN unidentified_records AS u USING (feed, load_id, source_row_number)
-        WHERE p.link_method NOT IN ('exact_id', 'exact_document')
+        WHERE NOT {exact_link('p.link_method')}
         GROUP BY 1""").fetchall())
     return LinkOutcome(
         records=scalar(con, "SELECT count(*) FROM unidentified_records"),
@@ -357,7 +357,7 @@ def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: l
     con.execute("CREATE OR REPLACE TEMP TABLE signature_links (signature_id VARCHAR, person_id BIGINT, "
                 "link_method VARCHAR, match_probability DOUBLE)")
     _insert(con, "signature_links", [(s, p, m, round(pr, 6)) for s, (p, m, pr) in sorted(assigned.items())])
-    con.execute("DELETE FROM person_records WHERE link_method NOT IN ('exact_id', 'exact_document')")
+    con.execute(f"DELETE FROM person_records WHERE NOT {exact_link()}")
     con.execute("""INSERT INTO person_records
                    SELECT u.feed, u.load_id, u.source_row_number, s.person_id, s.link_method, s.match_probability
                    FROM unidentified_records AS u JOIN signature_links AS s USING (signature_id)""")

@@ -26,6 +26,7 @@ import duckdb
 
 from schemas.published import Published
 from transforms.database import contract_literal, quote, scalar
+from transforms.identity import exact_link
 
 
 def snapshot_path_for(db_path: Path) -> Path:
@@ -41,8 +42,8 @@ def _copy_table(con: duckdb.DuckDBPyConnection, table, source: str) -> int:
     return _describe(con, table)
 
 
-# Links that never change once written (identity.EXACT_METHODS); the others are rewritten by linkage.
-_EXACT = "link_method IN ('exact_id', 'exact_document')"
+# Exact links never change once written; the others are rewritten by linkage.
+_EXACT = exact_link()
 # Per load, a checksum of its exact links: equal in the store and the previous snapshot, the
 # snapshot's rows are the store's.
 _LOAD_CHECKSUMS = f"""
