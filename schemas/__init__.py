@@ -232,16 +232,15 @@ def load_schemas(root: Path | None = None) -> Schemas:
     Read once per process while the files stay as they are (same names, sizes and modification
     times): each stage of a daily run loads them, and parsing the YAML cost ~0.2 s each time."""
     root = Path(root) if root is not None else SCHEMAS_DIR
-    feed_files = sorted((root / "feeds").glob("*.yaml"))
-    map_files = sorted((root / "column_maps").glob("*.yaml"))
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (*feed_files, *map_files))
-    return _parse_schemas(root, stamp)
+    feed_files = tuple(sorted((root / "feeds").glob("*.yaml")))
+    map_files = tuple(sorted((root / "column_maps").glob("*.yaml")))
+    stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in (*feed_files, *map_files))
+    return _parse_schemas(root, feed_files, map_files, stamp)
 
 
 @functools.lru_cache(maxsize=8)
-def _parse_schemas(root: Path, stamp: tuple) -> Schemas:
-    feed_files = [Path(name) for name, *_ in stamp if Path(name).parent.name == "feeds"]
-    map_files = [Path(name) for name, *_ in stamp if Path(name).parent.name == "column_maps"]
+def _parse_schemas(root: Path, feed_files: tuple[Path, ...], map_files: tuple[Path, ...], stamp: tuple) -> Schemas:
+    """``stamp`` (sizes and modification times) is part of the cache key only."""
     if not feed_files:
         raise SchemaError(f"{root / 'feeds'}: no feed contracts found (*.yaml)")
     feeds = {c.feed: c for c in map(_load_contract, feed_files)}

@@ -115,16 +115,16 @@ ORDER BY infector_case_code, infectee_case_code
 SETTING_CLUSTERS_SQL = """
 CREATE OR REPLACE TABLE out_setting_clusters AS
 WITH cases AS (
-    SELECT c.person_id, c.case_code, p.household_id, c.estimated_onset_at AS ill_at
+    SELECT c.person_id, c.case_code, p.household_id, c.estimated_onset_at AS ill_at,
+           c.window_start_at, c.window_end_at
     FROM core_cases AS c JOIN persons AS p USING (person_id)
 ),
 case_scans AS MATERIALIZED (
     -- The cases' own scans with their windows, first: a few hundred thousand rows. Left to the
     -- optimiser, the window test became a range join of every office scan with every case
     -- (billions of rows, tens of GB spilled) before the join to the case's own scans.
-    SELECT c.person_id, c.case_code, c.ill_at, w.window_start_at, w.window_end_at, pr.load_id, pr.source_row_number
+    SELECT c.person_id, c.case_code, c.ill_at, c.window_start_at, c.window_end_at, pr.load_id, pr.source_row_number
     FROM cases AS c
-    JOIN core_cases AS w USING (person_id)
     JOIN person_records AS pr ON pr.person_id = c.person_id AND pr.feed = 'place_scans'
 ),
 offices AS (
