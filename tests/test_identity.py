@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import SchemaError
 from tests.conftest import LAB_HEADER, PROJECT, ingest_landing, lab_row, link_store, query, write_csv
@@ -309,6 +311,49 @@ def signature_of(db_path: Path, sample_id: str) -> str:
     return query(db_path, f"""SELECT g.signature_id FROM {SIGNATURES} AS g
                               JOIN staged_lab_results AS s USING (load_id, source_row_number)
                               WHERE g.feed = 'lab_results' AND s.sample_id = ?""", [sample_id])[0][0]
+
+
+# ID-like text, and any text (short, long, non-ASCII): the pre-check must hold for every string.
+id_texts = st.one_of(st.text("0123456789X", min_size=15, max_size=19), st.text(min_size=0, max_size=20))
+
+
+@st.composite
+def edited(draw, text: str) -> str:
+    """``text`` with up to two random edits: a substitution, an insertion or a deletion."""
+    for _ in range(draw(st.integers(0, 2))):
+        position = draw(st.integers(0, len(text)))
+        kind = draw(st.sampled_from(["substitute", "insert", "delete"]))
+        char = draw(st.characters(codec="utf-8"))
+        if kind == "insert":
+            text = text[:position] + char + text[position:]
+        elif text:
+            position = min(position, len(text) - 1)
+            text = text[:position] + (char if kind == "substitute" else "") + text[position + 1:]
+    return text
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(id_texts.flatmap(lambda a: st.tuples(st.just(a), st.one_of(edited(a), id_texts))),
+                min_size=1, max_size=200))
+def test_the_cheap_pre_check_holds_for_every_pair_within_two_edits(pairs):
+    """Linkage skips Levenshtein where ``within_two_edits`` is false: it must never be false for a pair
+    Levenshtein puts within two edits (DuckDB's own functions judge both)."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE pairs (a VARCHAR, b VARCHAR)")
+    con.executemany("INSERT INTO pairs VALUES (?, ?)", pairs)
+    missed = con.execute(f"""SELECT a, b, levenshtein(a, b) FROM pairs
+                             WHERE levenshtein(a, b) <= 2 AND NOT {linkage.within_two_edits('a', 'b')}""").fetchall()
+    assert missed == []
+
+
+def test_the_pre_check_lets_through_typos_and_stops_strangers():
+    """One wrong digit passes it; ID numbers of two strangers of one district and year do not."""
+    con = duckdb.connect()
+    check = f"SELECT {linkage.within_two_edits('$a', '$b')}"
+    typo = one_digit_wrong(ZHANG_WEI_A[0])
+    assert con.execute(check, {"a": ZHANG_WEI_A[0], "b": typo}).fetchone()[0]
+    assert con.execute(check, {"a": typo, "b": ZHANG_WEI_A[0]}).fetchone()[0]
+    assert not con.execute(check, {"a": "420106196109109771", "b": "420106196203285536"}).fetchone()[0]
 
 
 def test_a_broken_decisions_file_is_named(tmp_path):
