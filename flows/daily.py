@@ -25,7 +25,7 @@ from flows.ingest import ingest_flow, validation_flow
 from flows.lists import lists_flow
 from schemas import load_schemas
 from schemas.published import load_published
-from transforms import community_lists, database, run_report, snapshot, validate
+from transforms import community_lists, database, run_report, snapshot
 
 
 class StageClock:
@@ -85,8 +85,6 @@ def daily_tracing(landing_dir: Path, db_path: Path, out_dir: Path, as_of: dt.dat
     """Ingest what was delivered by ``as_of``, resolve persons, find exposures, classify, write the
     lists, publish the snapshot. ``as_of`` defaults to the end of the last delivery day."""
     logger = get_run_logger()
-    if run_validation:
-        validate.preload()
     clock = StageClock()
     through = (as_of - dt.timedelta(microseconds=1)).date() if as_of else None
     # Until the lists are out, no stage's connection checkpoints the store on closing (the graph

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from schemas import load_schemas
-from transforms import database, ingest, landing, validate
+from transforms import database, ingest, landing
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,12 @@ def ingest_file(con, schemas, landed: landing.LandedFile, run_id: int, archive_d
 
 @task(cache_policy=NONE)
 def validate_loads(con, schemas, db_path: Path) -> str | None:
+    from transforms.validate import Validator
+
     loads = ingest.loads_awaiting_validation(con)
     if not loads:
         return None
-    validator = validate.Validator(db_path)
+    validator = Validator(db_path)
     by_feed: dict[str, list[tuple[int, str]]] = {}
     for feed, load_id, source_file in loads:
         by_feed.setdefault(feed, []).append((load_id, source_file))
@@ -67,8 +69,6 @@ def ingest_flow(landing_dir: Path, db_path: Path, schemas_dir: Path | None = Non
     ``through`` only, when given)."""
     logger = get_run_logger()
     schemas = load_schemas(schemas_dir)  # a broken configuration stops here, before any data
-    if run_validation:
-        validate.preload()
     feeds_by_agency: dict[str, list[str]] = {}
     for contract in schemas.feeds.values():
         feeds_by_agency.setdefault(contract.agency, []).append(contract.feed)

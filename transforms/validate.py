@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
 from pathlib import Path
 
 import duckdb
@@ -30,30 +28,6 @@ ID_STATUSES = ["valid", "upgraded_15", "invalid_checksum", "invalid_birth_date",
 PHONE_KINDS = ["mobile", "landline", "missing", "malformed"]
 
 log = logging.getLogger(__name__)
-
-
-def _import_great_expectations():
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations
-
-    return great_expectations
-
-
-def _import_quietly() -> None:
-    try:
-        _import_great_expectations()
-    except Exception:  # the Validator's own import raises it again, where it is handled
-        log.debug("preloading Great Expectations failed", exc_info=True)
-
-
-def preload() -> None:
-    """Start importing Great Expectations in a background thread: 4-7 s of Python that would
-    otherwise open the validation stage. The stages before it spend their time in DuckDB, which
-    releases the GIL, so the import runs beside them; the Validator's import then finds it done
-    (or waits for the rest). Results cannot change: it imports, nothing else."""
-    if "great_expectations" not in sys.modules:
-        threading.Thread(target=_import_quietly, name="preload-great-expectations", daemon=True).start()
 
 
 def expectations_for(contract: FeedContract) -> list:
@@ -86,7 +60,10 @@ class Validator:
     """One Great Expectations file context per database, beside it (``<db stem>_gx/``)."""
 
     def __init__(self, db_path: Path):
-        gx = _import_great_expectations()
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        import great_expectations as gx
+
         self._gx = gx
         root = Path(db_path).resolve().parent / f"{Path(db_path).stem}_gx"
         self.context = gx.get_context(mode="file", project_root_dir=str(root))
