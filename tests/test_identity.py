@@ -178,6 +178,21 @@ def test_a_store_from_before_person_values_and_unidentified_records_gets_both_fi
         db_path, "SELECT count(*) FROM person_records WHERE link_method IN ('exact_id', 'exact_document')")
 
 
+def test_a_store_that_stored_identity_records_gets_the_view_and_the_same_persons(linked, tmp_path):
+    db_path = tmp_path / "older.duckdb"
+    shutil.copyfile(linked["db"], db_path)
+    tables = identity_tables(db_path)
+    with duckdb.connect(str(db_path)) as con:
+        records = con.execute("SELECT * FROM identity_records ORDER BY ALL").fetchall()
+        con.execute("CREATE TABLE stored AS SELECT * FROM identity_records")  # as an earlier version kept them
+        con.execute("DROP VIEW identity_records")
+        con.execute("ALTER TABLE stored RENAME TO identity_records")
+    link_store(db_path)
+    assert query(db_path, "SELECT count(*) FROM duckdb_views() WHERE view_name = 'identity_records'") == [(1,)]
+    assert query(db_path, "SELECT * FROM identity_records ORDER BY ALL") == records
+    assert identity_tables(db_path) == tables
+
+
 def test_a_store_from_before_contested_persons_gets_it_filled_once(linked, tmp_path):
     db_path = tmp_path / "older.duckdb"
     shutil.copyfile(linked["db"], db_path)
