@@ -37,6 +37,9 @@ class PublishedTable:
     key: tuple[str, ...]  # unique together (checked on the sample); the snapshot's row order
     columns: tuple[PublishedColumn, ...]
     withheld: dict[str, str]  # columns of the store that the snapshot leaves out, and why
+    # A history column (as_of): each run writes its own rows, so the snapshot carries the rows of
+    # values it holds already (checked) and copies the rest, instead of every row every run.
+    carried_by: str | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -100,7 +103,11 @@ def _table(path: Path, stage: str, name: str, spec) -> PublishedTable:
     if not key or unknown:
         raise SchemaError(f"{where}: 'key' must name published columns (unknown: {unknown})")
     withheld = {str(k): str(v) for k, v in (spec.get("withheld") or {}).items()}
-    return PublishedTable(name, stage, str(spec["description"]).strip(), key, tuple(columns), withheld)
+    carried_by = spec.get("carried_by")
+    if carried_by is not None and carried_by not in key:
+        raise SchemaError(f"{where}: 'carried_by' must name a column of the key")
+    return PublishedTable(name, stage, str(spec["description"]).strip(), key, tuple(columns), withheld,
+                          carried_by)
 
 
 def load_published(directory: Path | None = None) -> Published:

@@ -149,26 +149,43 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path, monkeypatch
                         or copy_table(con, table, source))
     second = runner.invoke(app, [*common, "--as-of", "2020-02-15T00:00", "--truth", str(SAMPLE / "truth")])
     assert second.exit_code == 0, second.output
-    # The third run's snapshot took person_records from the second's (new loads' links appended)...
-    assert "person_records" not in copied and "persons" in copied
+    # The third run's snapshot took person_records from the second's (new loads' links appended)
+    # and the history tables' earlier runs...
+    assert not {"person_records", "out_list_rows", "category_history"} & set(copied) and "persons" in copied
+    info = {"as_of": None, "profile": None, "ingest_run_id": None, "list_folder": None}
+
+    def same_as_written_afresh() -> list[tuple]:
+        fresh = tmp_path / "fresh.duckdb"
+        fresh.unlink(missing_ok=True)
+        with duckdb.connect(str(db)) as con:
+            snapshot.publish_snapshot(con, load_published(), fresh, info)
+        with duckdb.connect(str(snapshot.snapshot_path_for(db)), read_only=True) as carried, \
+                duckdb.connect(str(fresh), read_only=True) as written:
+            tables = carried.execute("SELECT table_name, row_count FROM snapshot_tables ORDER BY 1").fetchall()
+            assert tables == written.execute("SELECT table_name, row_count FROM snapshot_tables ORDER BY 1").fetchall()
+            for table, _ in tables:
+                assert (carried.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+                        == written.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()), table
+        return tables
+
     # ...and holds exactly what a snapshot written afresh from the same store holds.
-    fresh = tmp_path / "fresh.duckdb"
+    tables = same_as_written_afresh()
+    assert dict(tables)["person_records"] > dict(tables)["persons"] > 0
+    assert dict(tables)["out_list_rows"] > 0 and dict(tables)["category_history"] > 0
+    # An earlier run's history rows that changed in the store (a run redone at its as_of) are taken anew.
     with duckdb.connect(str(db)) as con:
-        snapshot.publish_snapshot(con, load_published(), fresh, {"as_of": None, "profile": None,
-                                                                  "ingest_run_id": None, "list_folder": None})
-    with duckdb.connect(str(snapshot.snapshot_path_for(db)), read_only=True) as carried, \
-            duckdb.connect(str(fresh), read_only=True) as written:
-        tables = carried.execute("SELECT table_name, row_count FROM snapshot_tables ORDER BY 1").fetchall()
-        assert tables == written.execute("SELECT table_name, row_count FROM snapshot_tables ORDER BY 1").fetchall()
-        assert dict(tables)["person_records"] > dict(tables)["persons"] > 0
-        for table, _ in tables:
-            assert (carried.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
-                    == written.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()), table
+        con.execute("""UPDATE out_list_rows SET status = 'changed'
+                       WHERE as_of = (SELECT min(as_of) FROM out_list_rows)
+                         AND person_id = (SELECT min(person_id) FROM out_list_rows)""")
+        con.execute("""DELETE FROM category_history
+                       WHERE as_of = (SELECT min(as_of) FROM category_history)
+                         AND person_id = (SELECT max(person_id) FROM category_history)""")
+        snapshot.publish_snapshot(con, load_published(), snapshot.snapshot_path_for(db), info)
+    tables = same_as_written_afresh()
     # A previous snapshot that DuckDB cannot open is not carried: the run writes a new one.
     snapshot.snapshot_path_for(db).write_bytes(b"not a database")
     with duckdb.connect(str(db)) as con:
-        counts = snapshot.publish_snapshot(con, load_published(), snapshot.snapshot_path_for(db),
-                                           {"as_of": None, "profile": None, "ingest_run_id": None, "list_folder": None})
+        counts = snapshot.publish_snapshot(con, load_published(), snapshot.snapshot_path_for(db), info)
     assert sorted(counts.items()) == tables
     assert "24-hour clock" in second.output and "four categories" in second.output
     with duckdb.connect(str(db), read_only=True) as con:
