@@ -120,19 +120,21 @@ def deliver_one_positive(landing: Path) -> Path:
 BOUNDS = {
     "ingest": "parsing of CSV/XLSX text, and place scans staged at ~0.37 M rows/s against a write floor of "
               "~1.4 M rows/s (the delivered cells stored unchanged; benchmarks/ingest.py)",
-    "validation": "Great Expectations: ~0.5 s per validation whatever the rows (a feed's new loads are "
-                  "validated together), plus its import and file context",
-    "identity": "the first run inserts and links every record (30 M place scans at 1M residents); on a day's "
-                "deliveries nearly every person has new scans, so person_values is merged for a million persons "
-                "and persons rewritten (counts and dates move), and the day's records without a valid ID retrain "
-                "Splink (u from 2 M random pairs, ~6.5 s at 1M); a new result of a person known by ID redoes only "
-                "that person",
+    "validation": "Great Expectations: ~0.3 s per validation whatever the rows (a feed's new loads are "
+                  "validated together), ~0.1 s per feed to store its suite and checkpoint, plus its import "
+                  "(1-5 s: many small files, slow when not in the OS cache)",
+    "identity": "the first run links every record (30 M place scans at 1M residents); on a day's deliveries "
+                "nearly every person has new scans, so person_values is merged for a million persons and persons "
+                "rewritten (counts and dates move, ~5 s at 1M), and the day's records without a valid ID retrain "
+                "Splink (u from 2 M random pairs ~3.5 s, predictions ~2.3 s); a new result of a person known by ID "
+                "redoes only that person",
     "exposures": "one pass over 14 days of scans joined to the cases' scans by venue and time band (when only "
                  "cases changed, the venue rule for the cases whose window moved only)",
     "lists": "classification of every candidate and the list rows of every community, rebuilt each run",
     "graph": "the contact graph tables rebuilt from every case and contact (after the lists: none waits for it)",
-    "snapshot": "every published table but person_records written anew each run (persons: 1 M rows); "
-                "person_records carried from the last snapshot, checked per load",
+    "snapshot": "every published table but person_records and the history tables written anew each run "
+                "(persons: 1 M rows, ~2.3 s); person_records carried from the last snapshot (checked per load), "
+                "the history tables per as_of",
 }
 
 
