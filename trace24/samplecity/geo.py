@@ -142,11 +142,16 @@ class City:
         extra_names = [n for n in extra_names if n not in FIRST_COMMUNITIES]
         order = rng.permutation(len(extra_names))
         names = FIRST_COMMUNITIES + [extra_names[i] for i in order]
+        # Very large cities (over ~2 M residents) outgrow the word list: number the rest.
+        names += [f"{PLACE_WORDS[j % len(PLACE_WORDS)]}{j // len(PLACE_WORDS) + 1}社区"
+                  for j in range(max(0, n_comm - len(names)))]
         used_names = 0
         per_district = [n_comm // 2, n_comm - n_comm // 2]
         for (district, county, streets), n_d in zip(DISTRICTS, per_district, strict=True):
             n_streets = max(2, math.ceil(n_d / 10))
             street_names = list(streets) + [w + "街道" for w in PLACE_WORDS]
+            street_names += [f"{PLACE_WORDS[j % len(PLACE_WORDS)]}{j // len(PLACE_WORDS) + 1}街道"
+                             for j in range(max(0, n_streets - len(street_names)))]
             sizes = [n_d // n_streets + (1 if i < n_d % n_streets else 0) for i in range(n_streets)]
             for s, size in enumerate(sizes):
                 street_code = f"{s + 2:03d}"
