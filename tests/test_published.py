@@ -76,6 +76,18 @@ def test_a_contract_without_descriptions_is_refused(tmp_path):
         load_published(tmp_path)
 
 
+def test_a_history_carried_by_a_column_outside_its_key_is_refused(tmp_path):
+    """The snapshot carries a history table's rows per value of ``carried_by``: it must be a key column."""
+    for path in (PROJECT / "schemas" / "published").glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    lists = tmp_path / "lists.yaml"
+    lists.write_text(lists.read_text(encoding="utf-8").replace("carried_by: as_of", "carried_by: status"),
+                     encoding="utf-8")
+    with pytest.raises(SchemaError, match=r"lists\.yaml: table out_list_rows: 'carried_by'"):
+        load_published(tmp_path)
+    assert PUBLISHED.table("out_list_rows").carried_by == "as_of"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_the_notebook_runs_on_the_sample_snapshot(notebook: Path, sample_day_1):
     import nbclient

@@ -12,8 +12,8 @@ Rows are unsorted (a reader who needs an order says ORDER BY): sorting 30 M pers
 ``person_records`` only takes the exact links of loads it does not hold yet (they never change once
 written; the few other links are replaced): copying all 30 M rows cost 10 s a run. The history
 tables (``carried_by: as_of`` in their contracts) take only the runs whose rows differ from the
-store's. Every other table is written anew. When the previous snapshot is not of this store (its exact links differ from
-the store's for the loads it holds), it is not reused.
+store's. Every other table is written anew. When the previous snapshot is not of this store (its
+exact links differ from the store's for the loads it holds), it is not reused.
 """
 
 from __future__ import annotations
