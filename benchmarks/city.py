@@ -171,18 +171,20 @@ def main() -> None:
         return
     workdir = args.workdir or (ROOT / "benchmarks" / ".cache"
                                / f"city-{args.residents}-{args.days}-v{args.residents_per_venue}")
-    landing = generate(workdir, args.residents, args.days, args.seed, args.residents_per_venue)
+    landing = generate(workdir, args.residents, args.days, args.seed, args.residents_per_venue, truth=False)
     run_dir = workdir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
-    # The benchmark's own copy of the landing folder, without the last day: that day is delivered
-    # next (the steady state: one day's deliveries), then one positive result on a day of its own.
+    # The benchmark's own landing folder, without the last day: that day is delivered next (the
+    # steady state: one day's deliveries), then one positive result on a day of its own. The days
+    # are links to the generated ones, not copies (at ten million residents a copy is ~7 GB).
     days = sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name[:4].isdigit())
-    shutil.copytree(landing, run_dir / "landing", ignore=lambda folder, names: [
-        n for n in names if Path(folder) == landing and n == days[-1]])
+    (run_dir / "landing").mkdir()
+    for day in days[:-1]:
+        (run_dir / "landing" / day).symlink_to(landing / day, target_is_directory=True)
     base = floor(landing)
     full = run_child(run_dir / "landing", run_dir / "t.duckdb", run_dir / "lists")
-    shutil.copytree(landing / days[-1], run_dir / "landing" / days[-1])
+    (run_dir / "landing" / days[-1]).symlink_to(landing / days[-1], target_is_directory=True)
     day = run_child(run_dir / "landing", run_dir / "t.duckdb", run_dir / "lists")
     deliver_one_positive(run_dir / "landing")
     new = run_child(run_dir / "landing", run_dir / "t.duckdb", run_dir / "lists")

@@ -24,8 +24,10 @@ ENCODING = {"inpatients": "utf-8-sig", "case_reports": "utf-8-sig"}
 
 def generate_city(out_dir: Path, residents: int = 3000, days: int = 5, seed: int = 2020,
                   scans_per_resident_per_day: float = 2.0, outbreak: bool = True,
-                  residents_per_venue: int = SAMPLE_RESIDENTS_PER_VENUE) -> dict:
-    """Generate the sample city into out_dir/landing and out_dir/truth (both recreated).
+                  residents_per_venue: int = SAMPLE_RESIDENTS_PER_VENUE, truth: bool = True) -> dict:
+    """Generate the sample city into out_dir/landing and out_dir/truth (both recreated; no truth
+    when ``truth`` is false: a benchmark that only runs the flow needs none, and at ten million
+    residents it is ~27 GB of CSV).
 
     Same arguments, same bytes. Returns a small summary (rows per feed, cases, faults).
     ``residents_per_venue`` sets how many venues (place codes) there are: with few, every
@@ -95,6 +97,8 @@ def generate_city(out_dir: Path, residents: int = 3000, days: int = 5, seed: int
     books.log_versions(records)
     summary = {"residents": residents, "days": days, "seed": seed,
                "delivery_dates": [schedule.label(i) for i in range(days)]}
+    if not truth:
+        return summary
     return write_truth(out_dir / "truth", world, books, scan_people, summary)
 
 
