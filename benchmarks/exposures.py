@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from trace24.peak_memory import peak_memory_bytes  # noqa: E402 (needs the project on the path)
 
 DAY0 = dt.datetime(2020, 2, 1)
 
@@ -130,7 +131,7 @@ def measure(db_path: Path) -> None:
     by_rule = dict(con.execute("SELECT rule_id, count(*) FROM core_exposures GROUP BY ALL ORDER BY 1").fetchall())
     print(json.dumps({"by_rule": by_rule, "scans": scans, "floor": floor, "steps": steps, "cases": counts[0],
                       "exposures": counts[1], "contacts": counts[2],
-                      "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                      "peak_gib": peak_memory_bytes() / 2**30}))
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 
 Each city is generated and ingested once into --workdir (reused while its parameters do not change);
 the identity steps then run in a fresh process on a copy of the ingested store, so the peak memory
-(ru_maxrss, DuckDB's allocations included) is theirs alone. Figures, not assertions.
+(VmHWM, DuckDB's allocations included) is theirs alone. Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from trace24.peak_memory import peak_memory_bytes  # noqa: E402 (needs the project on the path)
 
 
 def prepare(workdir: Path, residents: int, days: int, seed: int) -> Path:
@@ -85,7 +86,7 @@ def measure(db: str) -> None:
                                    (SELECT count(*) FROM link_scores)""").fetchall()[0]
     print(json.dumps({"records": counts[0], "unidentified": counts[1], "link_input": counts[2], "pairs": counts[3]}))
     con.close()
-    print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(json.dumps({"peak_rss_bytes": peak_memory_bytes()}))
 
 
 def run(residents: int, days: int, seed: int, workdir: Path) -> dict:

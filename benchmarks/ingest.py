@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/ingest.py --residents 100000 --days 2
 
 The city is generated once into --workdir (reused while its parameters do not change). Each
-measurement runs in a fresh process so that its peak memory (ru_maxrss, which includes DuckDB's
+measurement runs in a fresh process so that its peak memory (VmHWM, which includes DuckDB's
 own allocations) belongs to it alone. Figures, not assertions: nothing here fails on a number.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import generate  # noqa: E402 (needs the project on the path)
+from trace24.peak_memory import peak_memory_bytes  # noqa: E402 (needs the project on the path)
 
 
 def measure(landing: str, db: str) -> None:
@@ -58,7 +58,7 @@ def measure(landing: str, db: str) -> None:
         print(json.dumps({"write_floor_seconds": time.perf_counter() - started}))
         con.execute("DROP TABLE write_floor")
     con.close()
-    print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(json.dumps({"peak_rss_bytes": peak_memory_bytes()}))
 
 
 def main() -> None:

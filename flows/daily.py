@@ -11,7 +11,6 @@ run ends; the snapshot changes only when a run finishes.
 
 
 import datetime as dt
-import resource
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from flows.ingest import ingest_flow, validation_flow
 from flows.lists import lists_flow
 from schemas import load_schemas
 from schemas.published import load_published
+from trace24.peak_memory import peak_memory_bytes
 from transforms import community_lists, database, run_report, snapshot
 
 
@@ -38,7 +38,7 @@ class StageClock:
 
     def done(self, stage: str) -> None:
         now = time.perf_counter()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        peak = peak_memory_bytes() / 2**30
         self.stages.append({"stage": stage, "seconds": round(now - self._started, 2),
                             "peak_memory_gib": round(peak, 2)})
         self._started = now

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -263,3 +265,15 @@ def test_the_operator_caps_what_a_query_may_spill(db_path, monkeypatch):
     assert "available disk space" in spill_limit()
     monkeypatch.setenv("TRACE24_DUCKDB_TEMP_LIMIT", "2GB")
     assert spill_limit() == "1.8 GiB"
+
+
+def test_the_peak_memory_a_run_reports_is_its_own_not_its_parents():
+    """The run report and the benchmarks print peak memory; a run started from a bigger process
+    (a benchmark that generated its city first, a worker) must not report its parent's peak."""
+    ballast = bytearray(512 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # resident, not just reserved
+    child = subprocess.run([sys.executable, "-c", "from trace24.peak_memory import peak_memory_bytes; "
+                                                  "print(peak_memory_bytes())"],
+                           capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert 0 < int(child.stdout) < 256 * 2**20
+    del ballast
