@@ -190,7 +190,10 @@ def main() -> None:
     new = run_child(run_dir / "landing", run_dir / "t.duckdb", run_dir / "lists")
 
     sizes = day["sizes"]
-    print(f"\ncity benchmark: {args.residents:,} residents, {args.days} delivery days, {os.cpu_count()} cores")
+    from transforms.database import memory_limit
+
+    print(f"\ncity benchmark: {args.residents:,} residents, {args.days} delivery days, {os.cpu_count()} cores, "
+          f"DuckDB memory_limit {memory_limit()} (TRACE24_DUCKDB_MEMORY_LIMIT)")
     print(f"persons {sizes['persons']:,}; cases {sizes['cases']:,}; categories {sizes['categories']}; "
           f"list rows {sizes['list_rows']:,}")
     print(f"floor: plain scan of {base['scan_rows']:,} place scans {base['scan_seconds']:.2f} s; "

@@ -233,11 +233,17 @@ def checkpoints_deferred() -> Iterator[None]:
         _checkpoint_on_close.reset(token)
 
 
+def memory_limit() -> str:
+    """DuckDB's memory limit for the store: TRACE24_DUCKDB_MEMORY_LIMIT, else 3GB (a million residents
+    fit in 4 GB with it; a ten-million city on a 24 GB machine runs with 10GB, README Benchmarks)."""
+    return os.environ.get("TRACE24_DUCKDB_MEMORY_LIMIT", "3GB")
+
+
 def connect(path: Path | str, schemas: Schemas) -> duckdb.DuckDBPyConnection:
     """Open (or create) the store, install the normalisers and make sure every table exists."""
     # A bounded memory limit makes DuckDB spill to disk instead of growing with the file size.
     # Insertion order is kept explicitly: the CSV reader numbers rows in scan order (raw.py).
-    config = {"memory_limit": os.environ.get("TRACE24_DUCKDB_MEMORY_LIMIT", "3GB"), "preserve_insertion_order": True}
+    config = {"memory_limit": memory_limit(), "preserve_insertion_order": True}
     # What a query may spill (DuckDB's default: 90% of the free disk). An operator caps it so that
     # a runaway plan fails its run, leaving the last results, instead of filling the disk.
     if os.environ.get("TRACE24_DUCKDB_TEMP_LIMIT"):
