@@ -267,6 +267,25 @@ def test_the_operator_caps_what_a_query_may_spill(db_path, monkeypatch):
     assert spill_limit() == "1.8 GiB"
 
 
+def test_the_operator_sets_how_much_memory_the_store_may_use(db_path, monkeypatch):
+    """DuckDB works under 3 GB unless TRACE24_DUCKDB_MEMORY_LIMIT says otherwise: the 1M target is
+    4 GB for the whole run, and a ten-million city runs with 10GB (README, Benchmarks)."""
+    from schemas import load_schemas
+    from transforms import database
+
+    def limit() -> str:
+        con = database.connect(db_path, load_schemas())
+        try:
+            return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        finally:
+            con.close()
+
+    monkeypatch.delenv("TRACE24_DUCKDB_MEMORY_LIMIT", raising=False)
+    assert limit() == "2.7 GiB"   # 3 GB in DuckDB's binary units
+    monkeypatch.setenv("TRACE24_DUCKDB_MEMORY_LIMIT", "10GB")
+    assert limit() == "9.3 GiB"
+
+
 def test_the_peak_memory_a_run_reports_is_its_own_not_its_parents():
     """The run report and the benchmarks print peak memory; a run started from a bigger process
     (a benchmark that generated its city first, a worker) must not report its parent's peak."""
