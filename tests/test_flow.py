@@ -249,41 +249,33 @@ def test_a_store_closed_with_its_checkpoint_deferred_keeps_every_commit(db_path)
 
 
 
-def test_the_operator_caps_what_a_query_may_spill(db_path, monkeypatch):
-    """TRACE24_DUCKDB_TEMP_LIMIT bounds DuckDB's spill files (a runaway query then fails its run
-    instead of filling the disk); unset, DuckDB's own default stands."""
+def store_setting(db_path, name: str) -> str:
+    """A DuckDB setting of the store as trace24 opens it."""
     from schemas import load_schemas
     from transforms import database
 
-    def spill_limit() -> str:
-        con = database.connect(db_path, load_schemas())
-        try:
-            return con.execute("SELECT current_setting('max_temp_directory_size')").fetchall()[0][0]
-        finally:
-            con.close()
+    con = database.connect(db_path, load_schemas())
+    try:
+        return con.execute("SELECT current_setting($name)", {"name": name}).fetchall()[0][0]
+    finally:
+        con.close()
 
-    assert "available disk space" in spill_limit()
+
+def test_the_operator_caps_what_a_query_may_spill(db_path, monkeypatch):
+    """TRACE24_DUCKDB_TEMP_LIMIT bounds DuckDB's spill files (a runaway query then fails its run
+    instead of filling the disk); unset, DuckDB's own default stands."""
+    assert "available disk space" in store_setting(db_path, "max_temp_directory_size")
     monkeypatch.setenv("TRACE24_DUCKDB_TEMP_LIMIT", "2GB")
-    assert spill_limit() == "1.8 GiB"
+    assert store_setting(db_path, "max_temp_directory_size") == "1.8 GiB"
 
 
 def test_the_operator_sets_how_much_memory_the_store_may_use(db_path, monkeypatch):
     """DuckDB works under 3 GB unless TRACE24_DUCKDB_MEMORY_LIMIT says otherwise: the 1M target is
     4 GB for the whole run, and a ten-million city runs with 10GB (README, Benchmarks)."""
-    from schemas import load_schemas
-    from transforms import database
-
-    def limit() -> str:
-        con = database.connect(db_path, load_schemas())
-        try:
-            return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-        finally:
-            con.close()
-
     monkeypatch.delenv("TRACE24_DUCKDB_MEMORY_LIMIT", raising=False)
-    assert limit() == "2.7 GiB"   # 3 GB in DuckDB's binary units
+    assert store_setting(db_path, "memory_limit") == "2.7 GiB"   # 3 GB in DuckDB's binary units
     monkeypatch.setenv("TRACE24_DUCKDB_MEMORY_LIMIT", "10GB")
-    assert limit() == "9.3 GiB"
+    assert store_setting(db_path, "memory_limit") == "9.3 GiB"
 
 
 def test_the_peak_memory_a_run_reports_is_its_own_not_its_parents():
