@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import generate  # noqa: E402 (needs the project on the path)
+from transforms.database import memory_limit  # noqa: E402 (needs the project on the path)
 
 LAB_HEADER = ["样本编号", "姓名", "身份证号", "联系电话", "采样时间", "报告时间", "检测机构", "检测结果", "Ct值ORF1ab",
               "Ct值N", "送检原因"]
@@ -190,8 +191,6 @@ def main() -> None:
     new = run_child(run_dir / "landing", run_dir / "t.duckdb", run_dir / "lists")
 
     sizes = day["sizes"]
-    from transforms.database import memory_limit
-
     print(f"\ncity benchmark: {args.residents:,} residents, {args.days} delivery days, {os.cpu_count()} cores, "
           f"DuckDB memory_limit {memory_limit()} (TRACE24_DUCKDB_MEMORY_LIMIT)")
     print(f"persons {sizes['persons']:,}; cases {sizes['cases']:,}; categories {sizes['categories']}; "

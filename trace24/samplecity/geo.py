@@ -122,6 +122,11 @@ LABS = [("武汉市疾病预防控制中心", "CDC"), ("武汉金域医学检验
         ("武昌区人民医院检验科", "YYB")]
 
 
+def numbered_names(suffix: str, count: int) -> list[str]:
+    """``count`` place names past the word list (cities of over ~2 M residents): 三阳1社区, 天声1社区, ..."""
+    return [f"{PLACE_WORDS[j % len(PLACE_WORDS)]}{j // len(PLACE_WORDS) + 1}{suffix}" for j in range(max(0, count))]
+
+
 class City:
     """Districts, streets, communities and their compounds, venues and hotels."""
 
@@ -143,15 +148,13 @@ class City:
         order = rng.permutation(len(extra_names))
         names = FIRST_COMMUNITIES + [extra_names[i] for i in order]
         # Very large cities (over ~2 M residents) outgrow the word list: number the rest.
-        names += [f"{PLACE_WORDS[j % len(PLACE_WORDS)]}{j // len(PLACE_WORDS) + 1}社区"
-                  for j in range(max(0, n_comm - len(names)))]
+        names += numbered_names("社区", n_comm - len(names))
         used_names = 0
         per_district = [n_comm // 2, n_comm - n_comm // 2]
         for (district, county, streets), n_d in zip(DISTRICTS, per_district, strict=True):
             n_streets = max(2, math.ceil(n_d / 10))
             street_names = list(streets) + [w + "街道" for w in PLACE_WORDS]
-            street_names += [f"{PLACE_WORDS[j % len(PLACE_WORDS)]}{j // len(PLACE_WORDS) + 1}街道"
-                             for j in range(max(0, n_streets - len(street_names)))]
+            street_names += numbered_names("街道", n_streets - len(street_names))
             sizes = [n_d // n_streets + (1 if i < n_d % n_streets else 0) for i in range(n_streets)]
             for s, size in enumerate(sizes):
                 street_code = f"{s + 2:03d}"
