@@ -5,7 +5,9 @@
 
 Each city is generated and ingested once into --workdir (reused while its parameters do not change);
 the identity steps then run in a fresh process on a copy of the ingested store, so the peak memory
-(VmHWM, DuckDB's allocations included) is theirs alone. Figures, not assertions.
+(VmHWM, DuckDB's allocations included) is theirs alone. Then the links and communities are
+measured against the generated city's truth, as ``trace24 evaluate`` does for the sample: link
+quality must hold as the register grows. Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trace24.peak_memory import peak_memory_bytes  # noqa: E402 (needs the project on the path)
+from trace24.evaluation import evaluate_identity, format_report  # noqa: E402 (needs the project on the path)
+from trace24.peak_memory import peak_memory_bytes  # noqa: E402
 
 
 def prepare(workdir: Path, residents: int, days: int, seed: int) -> Path:
@@ -110,6 +115,8 @@ def run(residents: int, days: int, seed: int, workdir: Path) -> dict:
         print(f"{s['step']:<28}{s['seconds']:>10.2f}{s['rows']:>14,}")
     print(f"{'total':<28}{total:>10.2f}")
     print(f"peak memory of the linking process: {peak / 2**30:.2f} GiB")
+    with duckdb.connect(str(db), read_only=True) as con:
+        print(format_report(evaluate_identity(con, workdir / "truth")))
     return {"residents": residents, "seconds": total, "peak": peak, "records": sizes["records"]}
 
 

@@ -406,3 +406,110 @@ def test_a_persons_usual_name_flipping_by_counts_alone_redoes_their_profile_as_a
     usual = query(db_path, "SELECT name FROM linkage_profiles WHERE label = ? ORDER BY unique_id LIMIT 1", [person_id])
     assert usual == [(variant,)]
     assert identity_tables(db_path) == identity_tables(rebuilt(db_path, tmp_path))
+
+
+def test_a_phone_a_father_and_his_daughter_share_waits_for_review_until_one_is_ruled_out(linked, tmp_path):
+    """The sample's one shared-phone tie: a place scan with a phone and nothing else, on the phone a
+    father gives and his daughter scans with. Each gets about half the record's probability, so
+    neither links; an analyst's "not the father" gives the daughter the phone's evidence."""
+    with linked["review_csv"].open(encoding="utf-8-sig", newline="") as handle:
+        review = list(csv.DictReader(handle))
+    tied = [r for r in review if r["feeds"] == "place_scans" and r["record_phone"] and not r["record_name"]]
+    assert len(tied) == 2 and tied[0]["signature_id"] == tied[1]["signature_id"]
+    assert all(0.4 < float(r["match_probability"]) <= 0.5 for r in tied)
+    ruled_out, other = tied
+    db_path = tmp_path / "store.duckdb"
+    shutil.copy(linked["db"], db_path)
+    decisions = write_csv(tmp_path / "reviewed_pairs.csv", list(linkage.REVIEWED_PAIRS_HEADER), [
+        [ruled_out["signature_id"], ruled_out["person_id"], "no_match", "analyst 1", "not him"]])
+    link_store(db_path, reviewed_pairs=decisions)
+    linked_to = query(db_path, f"""SELECT DISTINCT p.person_id, p.link_method FROM person_records AS p
+                                   JOIN {SIGNATURES} AS s USING (feed, load_id, source_row_number)
+                                   WHERE s.signature_id = ?""", [other["signature_id"]])
+    assert linked_to == [(int(other["person_id"]), "probabilistic")]
+
+
+def families_sharing_phones(households: int, singles: int) -> duckdb.DuckDBPyConnection:
+    """A linkage input as ``plan_linkage`` leaves it: each household's parent gives a phone its two
+    children scan with (their profiles carry it too), and single adults have a phone of their own.
+    Two records carry a phone and nothing else: a single adult's, and the first household's."""
+    import random
+
+    rng = random.Random(7)
+    surnames, given = "王李张刘陈杨黄赵吴周", "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚"
+    rows = []
+
+    def person(label: int, phone: str, born: int) -> None:
+        name = rng.choice(surnames) + "".join(rng.choices(given, k=rng.choice((1, 2))))
+        rows.append((f"p{label:07d}-1", label, True, f"4201{label:014d}", name, phone,
+                     f"{born}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", rng.choice("男女"),
+                     f"小区{label // 40}号楼"))
+
+    for household in range(households):
+        phone = f"139{household:08d}"
+        for member, born in enumerate((1975, 2008, 2011)):
+            person(3 * household + member, phone, born)
+    for single in range(singles):
+        person(3 * households + single, f"158{single:08d}", 1985)
+    con = duckdb.connect()
+    columns = "unique_id VARCHAR, label BIGINT, is_profile BOOLEAN, id_number VARCHAR, name VARCHAR, " \
+              "phone VARCHAR, birth_date DATE, sex VARCHAR, address VARCHAR"
+    con.execute(f"CREATE TABLE linkage_profiles ({columns})")
+    con.executemany("INSERT INTO linkage_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute(f"CREATE TEMP TABLE changed_profiles ({columns})")
+    con.execute("CREATE TEMP TABLE profiled_persons (person_id BIGINT)")
+    con.execute("""CREATE TABLE unidentified_records AS
+                   SELECT signature_id, phone, NULL::VARCHAR AS id_number, NULL::VARCHAR AS name,
+                          NULL::DATE AS birth_date, NULL::VARCHAR AS sex, NULL::VARCHAR AS address
+                   FROM (VALUES ('s-single', '15800000000'), ('s-family', '13900000000')) AS t(signature_id, phone)""")
+    con.execute("CREATE TEMP TABLE rejected_pairs (signature_id VARCHAR, person_id BIGINT)")
+    return con
+
+
+def test_a_phone_only_one_person_gives_links_them_however_many_families_share_theirs():
+    """Pair by pair, a phone-only record and the one person with that phone scored 0.48 on the
+    million-resident city (families sharing phones make a shared phone common), and every such
+    place scan waited for review. As a share of the record among everyone it could be, the phone's
+    one holder gets ~0.9 and links; a household's phone is split three ways and waits."""
+    profile = linkage.load_profile()
+    con = families_sharing_phones(households=4000, singles=1000)
+    linkage.score_pairs(con, profile)
+    pairs = dict(con.execute("""SELECT c.signature_id, c.pair_probability FROM link_candidates AS c
+                                WHERE c.signature_id = 's-single'""").fetchall())
+    assert pairs["s-single"] < profile.auto_link  # the pair alone would not link
+    shares = con.execute(linkage.SHARES_SQL, {"review": profile.review}).fetchall()
+    single = [(p, share) for s, p, share in shares if s == "s-single"]
+    family = [(p, share) for s, p, share in shares if s == "s-family"]
+    assert len(single) == 1 and single[0][0] == 3 * 4000 and single[0][1] >= profile.auto_link
+    assert sorted(p for p, _ in family) == [0, 1, 2]
+    assert all(share < 0.5 for _, share in family)
+
+
+def test_a_guest_of_a_hotel_on_the_road_a_community_is_named_after_belongs_to_that_community(linked, tmp_path):
+    """A community called 吉庆里社区 sits on 吉庆路 (as 台北园社区 on 台北路): a hotel at 吉庆路12号 in its
+    street places its guests there. Two communities of one street named after one road (友谊社区,
+    友谊路社区) leave the road's hotel unplaced: a guess would send guests to the wrong office."""
+    import datetime as dt
+
+    db_path = tmp_path / "store.duckdb"
+    shutil.copyfile(linked["db"], db_path)
+    landing = tmp_path / "landing"
+    shutil.copytree(linked["base"] / "landing", landing)
+    day = landing / "2020-02-16"
+    write_csv(day / "civil" / "communities.csv", ["社区编码", "社区名称", "街道", "区", "社区办电话", "网格数"], [
+        ["420102002091", "吉庆里社区", "大智街道", "江岸区", "027-85820001", "3"],
+        ["420102002092", "友谊社区", "大智街道", "江岸区", "027-85820002", "3"],
+        ["420102002093", "友谊路社区", "大智街道", "江岸区", "027-85820003", "3"]])
+    guests = {road: idcard.make_id_number("110105", dt.date(1980, 5, 1), sequence)
+              for sequence, road in enumerate(("吉庆路", "友谊路"), start=901)}
+    write_csv(day / "police" / "lodging.csv",
+              ["旅馆编码", "旅馆名称", "旅馆地址", "房间号", "姓名", "证件类型", "证件号码", "入住时间", "退房时间"],
+              [[f"42010299{n}", f"{road}宾馆", f"江岸区大智街道{road}12号", "201", "访客", "居民身份证", guests[road],
+                "2020-02-16 20:00", ""] for n, road in enumerate(guests)])
+    ingest_landing(landing, db_path)
+    link_store(db_path)
+    placed = dict((road, query(db_path, """SELECT community_name, assignment_method FROM persons
+                                          WHERE id_number = ?""", [id_number])[0])
+                  for road, id_number in guests.items())
+    assert placed["吉庆路"] == ("吉庆里社区", "lodging")
+    assert placed["友谊路"] == (None, "unassigned")

@@ -106,14 +106,14 @@ def evaluate_identity(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
 
 def format_report(report: dict) -> str:
     lines = ["link quality (pairwise, against truth)",
-             f"{'records':<24}{'count':>8}{'precision':>11}{'recall':>9}{'own person':>12}"]
+             f"{'records':<24}{'count':>12}{'precision':>11}{'recall':>9}{'own person':>12}"]
     for group, g in report["links"].items():
-        lines.append(f"{group:<24}{g['records']:>8,}{g['precision']:>11.4f}{g['recall']:>9.4f}"
+        lines.append(f"{group:<24}{g['records']:>12,}{g['precision']:>11.4f}{g['recall']:>9.4f}"
                      f"{g['persons_of_their_own']:>12,}")
     lines += ["", "community assignment (against truth)",
-              f"{'persons':<32}{'count':>8}{'accuracy':>11}{'unassigned':>12}"]
+              f"{'persons':<32}{'count':>12}{'accuracy':>11}{'unassigned':>12}"]
     for group, c in report["communities"].items():
-        lines.append(f"{group:<32}{c['persons']:>8,}{c['accuracy']:>11.4f}{c['unassigned']:>12,}")
+        lines.append(f"{group:<32}{c['persons']:>12,}{c['accuracy']:>11.4f}{c['unassigned']:>12,}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,8 @@ Rules, in order (``assignment_method``):
 2. ``address_code``: a case report's 12-digit address code naming a known community.
 3. ``address_compound``: an address text naming a compound of the register (in its district,
    when the text names one); several communities with that compound name is no match.
-4. ``address_community``: an address text naming a street and one of that street's communities.
+4. ``address_community``: an address text naming a street and one of that street's communities
+   (by its name, its stem, or the road it is named after: 吉庆里社区 on 吉庆路).
 5. ``lodging``: the community of the hotel of the person's latest stay, found by rules 3-4.
 6. ``unassigned``: the district's unassigned list when a district can be read from the person's
    addresses or hotel, else the city's; ``assignment_reason`` says why. Nobody is dropped.
@@ -35,10 +36,12 @@ WITH compounds AS (
     GROUP BY compound, district, street
 ),
 community_names AS (
-    -- A community is named in full (三阳社区) or by its stem, as roads and venues are (三阳路).
-    SELECT name AS place_name, 'community' AS place_kind, district, street, community_code, 1 AS communities
+    -- A community is named in full (三阳社区), by its stem, as roads and venues are (三阳路), or by
+    -- the road it is named after (吉庆里社区, 台北园社区, 首义新村社区: 吉庆路, 台北路, 首义路).
+    SELECT DISTINCT name AS place_name, 'community' AS place_kind, district, street, community_code, 1 AS communities
     FROM staged_communities,
-         unnest([community_name, regexp_replace(community_name, '(社区|村)$', '')]) AS t(name)
+         unnest([community_name, regexp_replace(community_name, '(社区|村)$', ''),
+                 regexp_replace(community_name, '(里|路|街|新村|园)?(社区|村)$', '') || '路']) AS t(name)
     WHERE is_current AND NOT is_deleted AND length(name) >= 2
 )
 SELECT *, substr(place_name, 1, 2) AS gram FROM compounds

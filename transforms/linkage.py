@@ -1,9 +1,10 @@
 """Core stage, probabilistic linkage: records without a valid ID number → a person, scored by Splink.
 
 What belongs here: the linkage profile (``schemas/linkage.yaml``), the Splink model on DuckDB
-(trained on the data each run: u from random pairs, m from records sharing a valid ID number), the
-scoring of every record without a valid ID against the persons known by ID and against each other,
-the review queue and the analysts' decisions. What does not: exact links and the person-key ledger
+(u trained on the data each run from random pairs, m set in the profile), the scoring of every
+record without a valid ID against the persons known by ID and against each other, each record's
+probability per candidate person (its share of the evidence: a record is one person), the review
+queue and the analysts' decisions. What does not: exact links and the person-key ledger
 (``identity.py``).
 
 Records are scored as *signatures*: the distinct combinations of ID text, name, phone, birth date,
@@ -40,7 +41,8 @@ class LinkageProfile:
     blocking_rules: tuple[str, ...]
     u_max_pairs: float
     seed: int
-    m_priors: dict[str, dict[str, float]]
+    m_probabilities: dict[str, dict[str, float]]
+    complete_blocks: tuple[str, ...] = ()
 
 
 def load_profile(path: Path | None = None) -> LinkageProfile:
@@ -53,12 +55,18 @@ def load_profile(path: Path | None = None) -> LinkageProfile:
             auto_link=float(thresholds["auto_link"]), review=float(thresholds["review"]),
             blocking_rules=tuple(str(r) for r in data["blocking_rules"]),
             u_max_pairs=float(training["u_max_pairs"]), seed=int(training["seed"]),
-            m_priors={k: {lk: float(lv) for lk, lv in v.items()} for k, v in data["m_priors"].items()},
+            m_probabilities={k: {lk: float(lv) for lk, lv in v.items()} for k, v in data["m_probabilities"].items()},
+            complete_blocks=tuple(str(c) for c in data.get("complete_blocks") or ()),
         )
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise SchemaError(f"{path}: broken linkage profile: {exc!r}") from exc
-    if not 0 < profile.review < profile.auto_link <= 1:
-        raise SchemaError(f"{path}: thresholds need 0 < review < auto_link <= 1")
+    if not 0.5 < profile.auto_link <= 1 or not 0 < profile.review < profile.auto_link:
+        raise SchemaError(f"{path}: thresholds need 0 < review < auto_link, and 0.5 < auto_link <= 1 "
+                          "(a record's candidates share a probability of 1: only one may link)")
+    for column in profile.complete_blocks:
+        if column not in profile.m_probabilities or f"l.{column} = r.{column}" not in profile.blocking_rules:
+            raise SchemaError(f"{path}: complete_blocks names {column!r}: it needs m_probabilities and "
+                              f"the blocking rule \"l.{column} = r.{column}\"")
     return profile
 
 
@@ -217,12 +225,82 @@ def _comparisons(priors: dict[str, dict[str, float]]) -> list:
     ]
 
 
+# Each record's evidence per candidate person, for its shares (SHARES_SQL). A record is one person:
+# its candidates and the rest of the city share its probability, each by their evidence (the pair's
+# posterior odds, prior included). Where the record carries a column of complete_blocks, everyone
+# outside its candidates disagrees on that column, which weighs the rest by the Bayes factor of
+# disagreeing (rest_odds). A phone only one person has then links to them (~0.9); a phone a father
+# and his daughter share gives each ~0.47: review. Two records without a valid ID stay pairwise.
+CANDIDATES_SQL = """
+CREATE OR REPLACE TEMP TABLE link_candidates AS
+WITH signatures AS (
+    SELECT unique_id AS signature_id, {rest_odds} AS rest_odds
+    FROM link_input
+    WHERE NOT is_profile
+),
+person_pairs AS (
+    -- Both orders of a pair, the record's side first; the profile side names the person.
+    SELECT s.unique_id_l AS signature_id, p.label AS person_id, s.match_weight, s.match_probability
+    FROM link_scores AS s JOIN link_input AS p ON p.unique_id = s.unique_id_r AND p.is_profile
+    UNION ALL
+    SELECT s.unique_id_r, p.label, s.match_weight, s.match_probability
+    FROM link_scores AS s JOIN link_input AS p ON p.unique_id = s.unique_id_l AND p.is_profile
+)
+-- A person with several profile rows (phones) counts once, by their best row.
+SELECT p.signature_id, p.person_id, pow(2, max(p.match_weight)) AS odds, any_value(s.rest_odds) AS rest_odds,
+       max(p.match_probability) AS pair_probability
+FROM person_pairs AS p
+JOIN signatures AS s USING (signature_id)
+GROUP BY p.signature_id, p.person_id
+"""
+
+# The shares, without the persons an analyst ruled out: "not the father" leaves the daughter the
+# phone's evidence, and she links. A candidate goes to review when its share or the pair alone
+# reaches the review threshold: four people on one phone get a quarter each, and still an analyst.
+SHARES_SQL = """
+WITH kept AS (
+    SELECT * FROM link_candidates AS c
+    WHERE NOT EXISTS (SELECT 1 FROM rejected_pairs AS r
+                      WHERE r.signature_id = c.signature_id AND r.person_id = c.person_id)
+),
+shares AS (
+    SELECT signature_id, person_id, pair_probability,
+           odds / (rest_odds + sum(odds) OVER (PARTITION BY signature_id)) AS share
+    FROM kept
+)
+SELECT signature_id, person_id, share
+FROM shares
+WHERE share >= $review OR pair_probability >= $review
+ORDER BY signature_id, person_id
+"""
+
+
+def rest_odds_sql(columns: tuple[str, ...]) -> str:
+    """SQL: the weight of the rest of the city for a signature row of link_input; one parameter
+    ``$disagree_<column>`` per column of complete_blocks (names checked against the profile's m)."""
+    factors = [f"CASE WHEN {column} IS NULL THEN 1.0 ELSE $disagree_{column} END" for column in columns]
+    return " * ".join(factors) or "1.0"
+
+
+def disagreement_factors(model: dict, columns: tuple[str, ...]) -> dict[str, float]:
+    """Bayes factor of disagreeing (the ELSE level's m / u) per column, from Splink's trained model."""
+    factors = {}
+    for comparison in model["comparisons"]:
+        column = comparison["output_column_name"]
+        if column in columns:
+            level = next(lv for lv in comparison["comparison_levels"] if lv["sql_condition"] == "ELSE")
+            factors[column] = level["m_probability"] / level["u_probability"]
+    return factors
+
+
 def score_pairs(con: duckdb.DuckDBPyConnection, profile: LinkageProfile) -> int:
     """Train the model on this data (``link_input``: the profiles ``plan_linkage`` brought up to date,
-    and the signatures) and score candidate pairs into the temp table ``link_scores``.
+    and the signatures), score candidate pairs into the temp table ``link_scores`` and each record's
+    probability per candidate person into ``link_candidates``.
 
-    Returns the number of scored pairs at or above the review threshold. Pairs of two persons known
-    by ID are never formed: each blocking rule requires a record without a valid ID on one side.
+    Returns the number of scored pairs kept: those that can reach the review threshold as a pair or
+    as a share. Pairs of two persons known by ID are never formed: each blocking rule requires a
+    record without a valid ID on one side.
     """
     from splink import DuckDBAPI, Linker, SettingsCreator  # imported here: a heavy import only this step needs
     from splink.blocking_rule_library import CustomRule
@@ -232,40 +310,54 @@ def score_pairs(con: duckdb.DuckDBPyConnection, profile: LinkageProfile) -> int:
                    match_probability DOUBLE, match_weight DOUBLE)""")
     signatures = scalar(con, "SELECT count(*) FROM link_input WHERE NOT is_profile")
     persons = scalar(con, "SELECT count(DISTINCT label) FROM link_input WHERE is_profile")
-    if not signatures or not persons:
-        return 0
-    one_side_unidentified = "(NOT l.is_profile OR NOT r.is_profile)"
-    settings = SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name="unique_id",
-        # A record without an ID is someone among the persons: one chance in that many per pair.
-        probability_two_random_records_match=1.0 / (persons + signatures),
-        comparisons=_comparisons(profile.m_priors),
-        blocking_rules_to_generate_predictions=[
-            CustomRule(f"({rule}) AND {one_side_unidentified}") for rule in profile.blocking_rules
-        ],
-        additional_columns_to_retain=["is_profile", "label"],
-    )
-    # Splink works in a scratch in-memory database: its many working tables never reach the store,
-    # and it runs outside the store's transaction (it recovers from its own failed statements).
-    scratch = duckdb.connect(config={"memory_limit": scalar(con, "SELECT current_setting('memory_limit')")})
-    try:
-        scratch.register("link_input_arrow", con.table("link_input").to_arrow_table())
-        scratch.execute("CREATE TABLE link_input AS SELECT * FROM link_input_arrow")
-        scratch.unregister("link_input_arrow")
-        linker = Linker(DuckDBAPI(connection=scratch).register("link_input"), settings, log_level=logging.WARNING)
-        linker.training.estimate_u_using_random_sampling(max_pairs=profile.u_max_pairs, seed=profile.seed)
-        if scalar(scratch, "SELECT count(*) - count(DISTINCT label) FROM link_input WHERE is_profile"):
-            linker.training.estimate_m_from_label_column("label")
-        predictions = linker.inference.predict(threshold_match_probability=profile.review, warning_mode="never")
-        scores = scratch.sql(f"""SELECT unique_id_l, unique_id_r, match_probability, match_weight
-                                 FROM {predictions.physical_name}""").to_arrow_table()
-    finally:
-        scratch.close()
-    con.register("link_scores_arrow", scores)
-    con.execute("INSERT INTO link_scores SELECT * FROM link_scores_arrow")
-    con.unregister("link_scores_arrow")
+    factors = {column: 1.0 for column in profile.complete_blocks}
+    if signatures and persons:
+        one_side_unidentified = "(NOT l.is_profile OR NOT r.is_profile)"
+        settings = SettingsCreator(
+            link_type="dedupe_only",
+            unique_id_column_name="unique_id",
+            # A record without an ID is someone among the persons: one chance in that many per pair.
+            probability_two_random_records_match=1.0 / (persons + signatures),
+            comparisons=_comparisons(profile.m_probabilities),
+            blocking_rules_to_generate_predictions=[
+                CustomRule(f"({rule}) AND {one_side_unidentified}") for rule in profile.blocking_rules
+            ],
+            additional_columns_to_retain=["is_profile", "label"],
+        )
+        # Splink works in a scratch in-memory database: its many working tables never reach the
+        # store, and it runs outside the store's transaction (it recovers from its own failed statements).
+        scratch = duckdb.connect(config={"memory_limit": scalar(con, "SELECT current_setting('memory_limit')")})
+        try:
+            scratch.register("link_input_arrow", con.table("link_input").to_arrow_table())
+            scratch.execute("CREATE TABLE link_input AS SELECT * FROM link_input_arrow")
+            scratch.unregister("link_input_arrow")
+            linker = Linker(DuckDBAPI(connection=scratch).register("link_input"), settings,
+                            log_level=logging.WARNING)
+            linker.training.estimate_u_using_random_sampling(max_pairs=profile.u_max_pairs, seed=profile.seed)
+            factors = disagreement_factors(linker.misc.save_model_to_json(), profile.complete_blocks)
+            predictions = linker.inference.predict(threshold_match_probability=_score_floor(profile, factors),
+                                                   warning_mode="never")
+            scores = scratch.sql(f"""SELECT unique_id_l, unique_id_r, match_probability, match_weight
+                                     FROM {predictions.physical_name}""").to_arrow_table()
+        finally:
+            scratch.close()
+        con.register("link_scores_arrow", scores)
+        con.execute("INSERT INTO link_scores SELECT * FROM link_scores_arrow")
+        con.unregister("link_scores_arrow")
+    con.execute(CANDIDATES_SQL.format(rest_odds=rest_odds_sql(profile.complete_blocks)),
+                {f"disagree_{column}": factor for column, factor in factors.items()})
     return scalar(con, "SELECT count(*) FROM link_scores")
+
+
+def _score_floor(profile: LinkageProfile, factors: dict[str, float]) -> float:
+    """The lowest pair probability that can still reach ``review`` as a share: a pair whose odds
+    are at least the rest's weight times review's odds (the rest weighs least when the record
+    carries every column of complete_blocks)."""
+    rest = 1.0
+    for factor in factors.values():
+        rest *= min(factor, 1.0)
+    odds = rest * profile.review / (1 - profile.review)
+    return min(profile.review, odds / (1 + odds))
 
 
 def read_reviewed_pairs(path: Path | None) -> list[tuple[str, int, str]]:
@@ -317,45 +409,34 @@ def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: l
             ) -> LinkOutcome:
     """Decide every signature's person from the scores and the analysts' decisions; write the links.
 
-    A signature takes, in order: the person an analyst matched it to; the person it scores highest
-    with at or above auto_link; the person of a signature it links to automatically; else a person
-    of its own, whose id stays the same on every run (ledger key ``sig:<signature_id>``).
+    A signature takes, in order: the person an analyst matched it to; the person whose share of its
+    probability (``link_candidates``) is at or above auto_link (one at most: auto_link is above 0.5);
+    the person of a signature it links to automatically; else a person of its own, whose id stays the
+    same on every run (ledger key ``sig:<signature_id>``).
     """
-    # Only the profiles some pair names: a million persons known by ID need not pass through Python.
-    profile_person = dict(con.execute("""
-        SELECT unique_id, label FROM link_input
-        WHERE is_profile
-          AND unique_id IN (SELECT unique_id_l FROM link_scores UNION SELECT unique_id_r FROM link_scores)
-        """).fetchall())
     signatures = [row[0] for row in con.execute(
         "SELECT signature_id FROM unidentified_records GROUP BY 1 ORDER BY min(delivery_date), 1").fetchall()]
-    rejected = {(s, p) for s, p, d in reviewed if d == "no_match"}
     matched = {s: p for s, p, d in sorted(reviewed) if d == "match"}
+    con.execute("CREATE OR REPLACE TEMP TABLE rejected_pairs (signature_id VARCHAR, person_id BIGINT)")
+    _insert(con, "rejected_pairs", sorted({(s, p) for s, p, d in reviewed if d == "no_match"}))
 
-    strong: dict[str, dict[int, float]] = {}  # signature -> persons at or above auto_link
+    best: dict[str, tuple[float, int]] = {}  # signature -> its person at or above auto_link
     candidates: list[tuple[str, int, float]] = []  # review band, person side
+    for signature, person, probability in con.execute(SHARES_SQL, {"review": profile.review}).fetchall():
+        if probability >= profile.auto_link:
+            best[signature] = (probability, person)
+        else:
+            candidates.append((signature, person, probability))
     graph = nx.Graph()
     graph.add_nodes_from(signatures)
-    for left, right, probability in con.execute(
-            "SELECT unique_id_l, unique_id_r, match_probability FROM link_scores ORDER BY 1, 2").fetchall():
-        signature, other = sorted((left, right), key=lambda u: u in profile_person)  # signature first
-        if other in profile_person:
-            person = profile_person[other]
-            if (signature, person) in rejected:
-                continue
-            if probability >= profile.auto_link:
-                held = strong.setdefault(signature, {})
-                held[person] = max(held.get(person, 0.0), probability)
-            else:
-                candidates.append((signature, person, probability))
-        elif probability >= profile.auto_link:
-            graph.add_edge(signature, other, probability=probability)
-    best: dict[str, tuple[float, int]] = {}
-    for signature, persons in strong.items():
-        if len(persons) == 1:
-            best[signature] = next((p, person) for person, p in persons.items())
-        else:  # two people fit as well (a phone shared in a family): an analyst decides
-            candidates += [(signature, person, p) for person, p in persons.items()]
+    for left, right, probability in con.execute("""
+            SELECT s.unique_id_l, s.unique_id_r, s.match_probability
+            FROM link_scores AS s
+            JOIN link_input AS l ON l.unique_id = s.unique_id_l AND NOT l.is_profile
+            JOIN link_input AS r ON r.unique_id = s.unique_id_r AND NOT r.is_profile
+            WHERE s.match_probability >= $auto_link
+            ORDER BY 1, 2""", {"auto_link": profile.auto_link}).fetchall():
+        graph.add_edge(left, right, probability=probability)
 
     assigned: dict[str, tuple[int, str, float]] = {}
     for signature, person in matched.items():
