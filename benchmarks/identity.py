@@ -109,7 +109,7 @@ def run(residents: int, days: int, seed: int, workdir: Path) -> dict:
     total = sum(s["seconds"] for s in steps)
     print(f"\nidentity benchmark: {residents:,} residents, {days} day(s), {os.cpu_count()} cores")
     print(f"identity records {sizes['records']:,}; without a valid ID {sizes['unidentified']:,}; "
-          f"Splink input rows {sizes['link_input']:,}; scored pairs >= review {sizes['pairs']:,}")
+          f"Splink input rows {sizes['link_input']:,}; scored pairs kept {sizes['pairs']:,}")
     print(f"{'step':<28}{'seconds':>10}{'rows':>14}")
     for s in steps:
         print(f"{s['step']:<28}{s['seconds']:>10.2f}{s['rows']:>14,}")

@@ -8,6 +8,7 @@ stability of person ids as data grows.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -432,25 +433,28 @@ def test_a_phone_a_father_and_his_daughter_share_waits_for_review_until_one_is_r
 def families_sharing_phones(households: int, singles: int) -> duckdb.DuckDBPyConnection:
     """A linkage input as ``plan_linkage`` leaves it: each household's parent gives a phone its two
     children scan with (their profiles carry it too), and single adults have a phone of their own.
-    Two records carry a phone and nothing else: a single adult's, and the first household's."""
+    Three records without a valid ID: a single adult's phone alone, the first household's phone
+    alone, and the last single adult's name with their ID number one digit wrong."""
+    import datetime as dt
     import random
 
     rng = random.Random(7)
     surnames, given = "王李张刘陈杨黄赵吴周", "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚"
     rows = []
 
-    def person(label: int, phone: str, born: int) -> None:
+    def person(label: int, phone: str, year: int) -> None:
         name = rng.choice(surnames) + "".join(rng.choices(given, k=rng.choice((1, 2))))
-        rows.append((f"p{label:07d}-1", label, True, f"4201{label:014d}", name, phone,
-                     f"{born}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", rng.choice("男女"),
+        born = dt.date(year, rng.randint(1, 12), rng.randint(1, 28))
+        id_number = idcard.make_id_number(rng.choice(("420102", "420106", "110105")), born, rng.randint(1, 999))
+        rows.append((f"p{label:07d}-1", label, True, id_number, name, phone, born, idcard.sex_of(id_number),
                      f"小区{label // 40}号楼"))
 
     for household in range(households):
         phone = f"139{household:08d}"
-        for member, born in enumerate((1975, 2008, 2011)):
-            person(3 * household + member, phone, born)
+        for member, year in enumerate((1975, 2008, 2011)):
+            person(3 * household + member, phone, year)
     for single in range(singles):
-        person(3 * households + single, f"158{single:08d}", 1985)
+        person(3 * households + single, f"158{single:08d}", rng.randint(1950, 2000))
     con = duckdb.connect()
     columns = "unique_id VARCHAR, label BIGINT, is_profile BOOLEAN, id_number VARCHAR, name VARCHAR, " \
               "phone VARCHAR, birth_date DATE, sex VARCHAR, address VARCHAR"
@@ -458,10 +462,15 @@ def families_sharing_phones(households: int, singles: int) -> duckdb.DuckDBPyCon
     con.executemany("INSERT INTO linkage_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     con.execute(f"CREATE TEMP TABLE changed_profiles ({columns})")
     con.execute("CREATE TEMP TABLE profiled_persons (person_id BIGINT)")
+    _, _, _, id_number, name, _, born, sex, _ = rows[-1]
     con.execute("""CREATE TABLE unidentified_records AS
                    SELECT signature_id, phone, NULL::VARCHAR AS id_number, NULL::VARCHAR AS name,
                           NULL::DATE AS birth_date, NULL::VARCHAR AS sex, NULL::VARCHAR AS address
                    FROM (VALUES ('s-single', '15800000000'), ('s-family', '13900000000')) AS t(signature_id, phone)""")
+    # The typo is in the birth year, so the birth date read from the number disagrees too (1975 -> 1275).
+    typo = next(t for t in (id_number[:7] + d + id_number[8:] for d in "2345678") if not idcard.is_valid(t))
+    con.execute("INSERT INTO unidentified_records VALUES ('s-typo', NULL, ?, ?, ?, ?, NULL)",
+                [typo, name, born.replace(year=int(typo[6:10])), sex])
     con.execute("CREATE TEMP TABLE rejected_pairs (signature_id VARCHAR, person_id BIGINT)")
     return con
 
@@ -513,3 +522,28 @@ def test_a_guest_of_a_hotel_on_the_road_a_community_is_named_after_belongs_to_th
                   for road, id_number in guests.items())
     assert placed["吉庆路"] == ("吉庆里社区", "lodging")
     assert placed["友谊路"] == (None, "unassigned")
+
+
+def test_what_random_pairs_cannot_measure_is_counted_or_bounded_and_a_mistyped_id_links():
+    """Two million random pairs of a million rows held about two that share a phone and none whose
+    ID numbers are one digit apart: the phone's u came from two pairs, and the one-digit level fell
+    back to Splink's default (about 10 bits where such a typo of a rare number is worth 20), so a
+    record with a name and a mistyped number, no phone, scored 0.34 with its person. An exact level's
+    u is now counted over every pair, and a level the draw never saw counts as rare as the draw can
+    tell (under one pair in those drawn). Here the draw is 500 pairs."""
+    from collections import Counter
+
+    profile = dataclasses.replace(linkage.load_profile(), u_max_pairs=500)
+    con = families_sharing_phones(households=300, singles=100)
+    linkage.score_pairs(con, profile)
+    phones = Counter(phone for (phone,) in con.execute("SELECT phone FROM link_input WHERE phone IS NOT NULL").fetchall())
+    rows = sum(phones.values())
+    model = linkage.settle_u(con, {"comparisons": [
+        {"output_column_name": "phone", "comparison_levels": [
+            {"sql_condition": '"phone_l" = "phone_r"', "u_probability": 0.5},
+            {"sql_condition": "levenshtein(phone_l, phone_r) <= 1", "u_probability": None}]}]}, 500)
+    levels = model["comparisons"][0]["comparison_levels"]
+    assert levels[0]["u_probability"] == pytest.approx(sum(c * (c - 1) for c in phones.values()) / (rows * (rows - 1)))
+    assert levels[1]["u_probability"] == 1 / 500
+    shares = con.execute(linkage.SHARES_SQL, {"review": profile.review}).fetchall()
+    assert [(p, share >= profile.auto_link) for s, p, share in shares if s == "s-typo"] == [(3 * 300 + 99, True)]
