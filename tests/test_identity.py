@@ -547,3 +547,17 @@ def test_what_random_pairs_cannot_measure_is_counted_or_bounded_and_a_mistyped_i
     assert levels[1]["u_probability"] == 1 / 500
     shares = con.execute(linkage.SHARES_SQL, {"review": profile.review}).fetchall()
     assert [(p, share >= profile.auto_link) for s, p, share in shares if s == "s-typo"] == [(3 * 300 + 99, True)]
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (("auto_link: 0.75", "auto_link: 0.45"), "0.5 < auto_link"),  # two people could both link
+    (("complete_blocks: [phone]", "complete_blocks: [name]"), "complete_blocks names 'name'"),
+    (('  - "l.phone = r.phone"\n', ""), "complete_blocks names 'phone'"),  # the phone no longer blocked alone
+])
+def test_a_linkage_profile_that_breaks_one_record_one_person_is_refused_by_name(tmp_path, change, named):
+    text = (PROJECT / "schemas" / "linkage.yaml").read_text(encoding="utf-8")
+    assert change[0] in text
+    path = tmp_path / "linkage.yaml"
+    path.write_text(text.replace(change[0], change[1]), encoding="utf-8")
+    with pytest.raises(SchemaError, match=named):
+        linkage.load_profile(path)

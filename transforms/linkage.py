@@ -192,7 +192,7 @@ def within_two_edits(left: str, right: str) -> str:
             f"OR contains({right}, substr({left}, length({left}) - 7, 4)) OR contains({right}, right({left}, 4)))")
 
 
-def _comparisons(priors: dict[str, dict[str, float]]) -> list:
+def _comparisons(m_probabilities: dict[str, dict[str, float]]) -> list:
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -205,10 +205,10 @@ def _comparisons(priors: dict[str, dict[str, float]]) -> list:
                                label_for_charts=f"Levenshtein distance of {column} <= {edits}")
 
     def levels(column: str, *named: tuple[str, object]) -> cl.CustomComparison:
-        prior = priors[column]
+        m = m_probabilities[column]
         built = [cll.NullLevel(column)]
-        built += [level.configure(m_probability=prior[name]) for name, level in named]
-        built.append(cll.ElseLevel().configure(m_probability=prior["else"]))
+        built += [level.configure(m_probability=m[name]) for name, level in named]
+        built.append(cll.ElseLevel().configure(m_probability=m["else"]))
         return cl.CustomComparison(output_column_name=column, comparison_levels=built)
 
     def exact(column: str, tf: bool = False):
