@@ -77,7 +77,7 @@ def measure(db: str) -> None:
         ("linkage profiles", plan_linkage),
         ("Splink: train and score", lambda: linkage.score_pairs(con, profile)),
         ("resolve and review", lambda: linkage.resolve(con, profile, []).records),
-        ("communities", lambda: sum(community.assign_communities(con).values())),
+        ("communities", lambda: sum(community.assign_communities(con, profile.auto_link).values())),
         ("persons table", lambda: identity.build_persons(con)),
         ("keep profiles and state", keep_state),
     ]

@@ -42,8 +42,8 @@ def resolve_links(con, profile, reviewed) -> linkage.LinkOutcome:
 
 
 @task(cache_policy=NONE)
-def assign_communities(con, changed_only) -> dict[str, int]:
-    return community.assign_communities(con, changed_only)
+def assign_communities(con, certain_at, changed_only) -> dict[str, int]:
+    return community.assign_communities(con, certain_at, changed_only)
 
 
 @task(cache_policy=NONE)
@@ -81,7 +81,7 @@ def _decide(con, profile, reviewed, plan):
     outcome = resolve_links(con, profile, reviewed) if plan.is_needed else linkage.stored_outcome(con)
     linkage.store_profiles(con, plan)
     scope = identity.refresh_scope(con, plan.is_needed)
-    methods = assign_communities(con, scope.changed_only)
+    methods = assign_communities(con, profile.auto_link, scope.changed_only)
     persons = build_persons(con, scope.changed_only)
     identity.finish_refresh(con, scope)
     return outcome, scope, methods, persons

@@ -219,7 +219,7 @@ def link_store(db_path: Path, review_csv: Path | None = None, reviewed_pairs: Pa
         outcome = linkage.resolve(con, profile, reviewed) if plan.is_needed else linkage.stored_outcome(con)
         linkage.store_profiles(con, plan)
         scope = identity.refresh_scope(con, plan.is_needed)
-        community.assign_communities(con, scope.changed_only)
+        community.assign_communities(con, profile.auto_link, scope.changed_only)
         identity.build_persons(con, scope.changed_only)
         identity.finish_refresh(con, scope)
         if review_csv is not None:

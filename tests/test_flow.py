@@ -86,7 +86,7 @@ def test_identity_flow_failing_half_way_leaves_the_previous_persons(prefect_engi
               [lab_row("S2", name="李娜", id_number="440524188001010014", phone="13900139000")])
     ingest_landing(day1.parent, db_path)
 
-    def broken(con, changed_only):
+    def broken(con, certain_at, changed_only):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(community, "assign_communities", broken)

@@ -412,12 +412,20 @@ def test_a_persons_usual_name_flipping_by_counts_alone_redoes_their_profile_as_a
 def test_a_phone_a_father_and_his_daughter_share_waits_for_review_until_one_is_ruled_out(linked, tmp_path):
     """The sample's one shared-phone tie: a place scan with a phone and nothing else, on the phone a
     father gives and his daughter scans with. Each gets about half the record's probability, so
-    neither links; an analyst's "not the father" gives the daughter the phone's evidence."""
+    neither links, but the record goes to their community; an analyst's "not the father" gives the
+    daughter the phone's evidence."""
     with linked["review_csv"].open(encoding="utf-8-sig", newline="") as handle:
         review = list(csv.DictReader(handle))
     tied = [r for r in review if r["feeds"] == "place_scans" and r["record_phone"] and not r["record_name"]]
     assert len(tied) == 2 and tied[0]["signature_id"] == tied[1]["signature_id"]
     assert all(0.4 < float(r["match_probability"]) <= 0.5 for r in tied)
+    # Whichever of them it is, the household is certain: its community office gets the record.
+    waiting = query(linked["db"], f"""SELECT DISTINCT p.community_name, p.assignment_method FROM persons AS p
+                                      JOIN person_records AS r USING (person_id)
+                                      JOIN {SIGNATURES} AS s USING (feed, load_id, source_row_number)
+                                      WHERE s.signature_id = ?""", [tied[0]["signature_id"]])
+    assert waiting == [(tied[0]["person_community"], "review_candidates")] and tied[0]["person_community"]
+    assert tied[1]["person_community"] == tied[0]["person_community"]
     ruled_out, other = tied
     db_path = tmp_path / "store.duckdb"
     shutil.copy(linked["db"], db_path)

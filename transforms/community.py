@@ -12,7 +12,11 @@ Rules, in order (``assignment_method``):
 4. ``address_community``: an address text naming a street and one of that street's communities
    (by its name, its stem, or the road it is named after: 吉庆里社区 on 吉庆路).
 5. ``lodging``: the community of the hotel of the person's latest stay, found by rules 3-4.
-6. ``unassigned``: the district's unassigned list when a district can be read from the person's
+6. ``review_candidates``: a person of their own (records waiting for review) whose candidates are
+   together certain (their shares of each record add up to auto_link) and all registered in one
+   community: a phone a father gives and his daughter scans with is their household's, whichever
+   of them scanned.
+7. ``unassigned``: the district's unassigned list when a district can be read from the person's
    addresses or hotel, else the city's; ``assignment_reason`` says why. Nobody is dropped.
 
 Address matching joins on the first two characters of each gazetteer name against every
@@ -120,6 +124,22 @@ latest_stay AS (
     WHERE {{scope}}
     GROUP BY person_id
 ),
+review_household AS (
+    -- Rule 6: per record signature of a person of their own, its candidates' shares together and
+    -- their communities (read for the candidates alone, whatever the scope).
+    SELECT own.person_id, bool_and(v.together >= $certain_at) AS is_certain,
+           count(DISTINCT c.community_code) AS communities, min(c.community_code) AS community_code
+    FROM (SELECT DISTINCT p.person_id, u.signature_id
+          FROM person_records AS p JOIN unidentified_records AS u USING (feed, load_id, source_row_number)
+          WHERE p.link_method = 'new_person' AND {{scope_p}}) AS own
+    JOIN (SELECT signature_id, sum(match_probability) OVER (PARTITION BY signature_id) AS together, person_id
+          FROM link_review) AS v USING (signature_id)
+    LEFT JOIN (SELECT person_id, arg_max(community_code, (delivery_date, load_id, source_row_number)) AS community_code
+               FROM {current_records('residents', 'rc')}
+               WHERE person_id IN (SELECT person_id FROM link_review)
+               GROUP BY person_id) AS c ON c.person_id = v.person_id
+    GROUP BY own.person_id
+),
 hotel_community AS (
     SELECT substr(subject_id, 7) AS hotel_code, community_code
     FROM address_matches
@@ -133,11 +153,13 @@ named_district AS (
 ),
 placed AS (
     SELECT c.person_id,
-           coalesce(r.community_code, ac.community_code, ba.community_code, hc.community_code) AS community_code,
+           coalesce(r.community_code, ac.community_code, ba.community_code, hc.community_code,
+                    rh.community_code) AS community_code,
            CASE WHEN r.community_code IS NOT NULL THEN 'register'
                 WHEN ac.community_code IS NOT NULL THEN 'address_code'
                 WHEN ba.community_code IS NOT NULL THEN ba.method
                 WHEN hc.community_code IS NOT NULL THEN 'lodging'
+                WHEN rh.community_code IS NOT NULL THEN 'review_candidates'
                 ELSE 'unassigned' END AS assignment_method,
            s.hotel_code, nd.district AS named_district,
            (SELECT min(d.district) FROM districts AS d JOIN address_texts AS h
@@ -148,6 +170,8 @@ placed AS (
     LEFT JOIN by_address AS ba ON ba.person_id = c.person_id::VARCHAR AND ba.rank = 1
     LEFT JOIN latest_stay AS s USING (person_id)
     LEFT JOIN hotel_community AS hc USING (hotel_code)
+    LEFT JOIN review_household AS rh
+           ON rh.person_id = c.person_id AND rh.is_certain AND rh.communities = 1
     LEFT JOIN named_district AS nd ON nd.person_id = c.person_id::VARCHAR
 )
 SELECT p.person_id, p.community_code, cm.community_name,
@@ -163,17 +187,18 @@ FROM placed AS p
 LEFT JOIN communities AS cm USING (community_code)
 ORDER BY p.person_id
 """
-ASSIGN_SQL = "CREATE OR REPLACE TABLE person_communities AS " + ASSIGN_QUERY.format(scope="true")
+ASSIGN_SQL = "CREATE OR REPLACE TABLE person_communities AS " + ASSIGN_QUERY.format(scope="true", scope_p="true")
 # Only the persons given new exact links (``identity.refresh_scope`` says when that suffices).
-CHANGED_ASSIGN_SQL = (
-    f"DELETE FROM person_communities WHERE {changed_persons('person_id')}",
-    "INSERT INTO person_communities " + ASSIGN_QUERY.format(scope=changed_persons("person_id")),
-)
+CHANGED_DELETE_SQL = f"DELETE FROM person_communities WHERE {changed_persons('person_id')}"
+CHANGED_INSERT_SQL = "INSERT INTO person_communities " + ASSIGN_QUERY.format(
+    scope=changed_persons("person_id"), scope_p=changed_persons("p.person_id"))
 
 
-def assign_communities(con: duckdb.DuckDBPyConnection, changed_only: bool = False) -> dict[str, int]:
+def assign_communities(con: duckdb.DuckDBPyConnection, certain_at: float, changed_only: bool = False
+                       ) -> dict[str, int]:
     """Write ``person_communities``: one row per current person, or only the rows of the persons in
-    identity_changes; returns persons per method."""
+    identity_changes; returns persons per method. ``certain_at``: the linkage profile's auto_link,
+    at which review candidates together are certain (rule 6)."""
     con.execute("""CREATE OR REPLACE TEMP TABLE communities AS
                    SELECT community_code, any_value(community_name) AS community_name, any_value(district) AS district
                    FROM staged_communities WHERE is_current AND NOT is_deleted GROUP BY community_code""")
@@ -204,7 +229,8 @@ def assign_communities(con: duckdb.DuckDBPyConnection, changed_only: bool = Fals
         scope=changed_persons("person_id") if changed_only else "true",
         scope_p=changed_persons("p.person_id") if changed_only else "true", exact=exact_link("p.link_method")))
     con.execute(MATCH_SQL)
-    for sql in CHANGED_ASSIGN_SQL if changed_only else (ASSIGN_SQL,):
-        con.execute(sql)
+    if changed_only:
+        con.execute(CHANGED_DELETE_SQL)
+    con.execute(CHANGED_INSERT_SQL if changed_only else ASSIGN_SQL, {"certain_at": certain_at})
     return dict(con.execute("SELECT assignment_method, count(*) FROM person_communities GROUP BY 1 ORDER BY 1")
                 .fetchall())
