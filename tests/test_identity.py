@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -226,15 +227,20 @@ def rebuilt(db_path: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def deliver_lab_results(linked, tmp_path, rows) -> Path:
-    """A copy of the linked store with one more delivery day of lab results ingested."""
+def deliver(linked, tmp_path, files: dict[str, tuple[list[str], list[list[str]]]]) -> Path:
+    """A copy of the linked store with one more delivery day ingested: {agency/file: (header, rows)}."""
     db_path = tmp_path / "store.duckdb"
     shutil.copyfile(linked["db"], db_path)
     landing = tmp_path / "landing"
     shutil.copytree(linked["base"] / "landing", landing)
-    write_csv(landing / "2020-02-16" / "cdc" / "lab_results.csv", LAB_HEADER, rows)
+    for name, (header, rows) in files.items():
+        write_csv(landing / "2020-02-16" / name, header, rows)
     ingest_landing(landing, db_path)
     return db_path
+
+
+def deliver_lab_results(linked, tmp_path, rows) -> Path:
+    return deliver(linked, tmp_path, {"cdc/lab_results.csv": (LAB_HEADER, rows)})
 
 
 def busiest_resident(db_path: Path) -> tuple:
@@ -443,7 +449,6 @@ def families_sharing_phones(households: int, singles: int) -> duckdb.DuckDBPyCon
     children scan with (their profiles carry it too), and single adults have a phone of their own.
     Three records without a valid ID: a single adult's phone alone, the first household's phone
     alone, and the last single adult's name with their ID number one digit wrong."""
-    import datetime as dt
     import random
 
     rng = random.Random(7)
@@ -506,24 +511,18 @@ def test_a_guest_of_a_hotel_on_the_road_a_community_is_named_after_belongs_to_th
     """A community called 吉庆里社区 sits on 吉庆路 (as 台北园社区 on 台北路): a hotel at 吉庆路12号 in its
     street places its guests there. Two communities of one street named after one road (友谊社区,
     友谊路社区) leave the road's hotel unplaced: a guess would send guests to the wrong office."""
-    import datetime as dt
 
-    db_path = tmp_path / "store.duckdb"
-    shutil.copyfile(linked["db"], db_path)
-    landing = tmp_path / "landing"
-    shutil.copytree(linked["base"] / "landing", landing)
-    day = landing / "2020-02-16"
-    write_csv(day / "civil" / "communities.csv", ["社区编码", "社区名称", "街道", "区", "社区办电话", "网格数"], [
-        ["420102002091", "吉庆里社区", "大智街道", "江岸区", "027-85820001", "3"],
-        ["420102002092", "友谊社区", "大智街道", "江岸区", "027-85820002", "3"],
-        ["420102002093", "友谊路社区", "大智街道", "江岸区", "027-85820003", "3"]])
     guests = {road: idcard.make_id_number("110105", dt.date(1980, 5, 1), sequence)
               for sequence, road in enumerate(("吉庆路", "友谊路"), start=901)}
-    write_csv(day / "police" / "lodging.csv",
-              ["旅馆编码", "旅馆名称", "旅馆地址", "房间号", "姓名", "证件类型", "证件号码", "入住时间", "退房时间"],
-              [[f"42010299{n}", f"{road}宾馆", f"江岸区大智街道{road}12号", "201", "访客", "居民身份证", guests[road],
-                "2020-02-16 20:00", ""] for n, road in enumerate(guests)])
-    ingest_landing(landing, db_path)
+    db_path = deliver(linked, tmp_path, {
+        "civil/communities.csv": (["社区编码", "社区名称", "街道", "区", "社区办电话", "网格数"], [
+            ["420102002091", "吉庆里社区", "大智街道", "江岸区", "027-85820001", "3"],
+            ["420102002092", "友谊社区", "大智街道", "江岸区", "027-85820002", "3"],
+            ["420102002093", "友谊路社区", "大智街道", "江岸区", "027-85820003", "3"]]),
+        "police/lodging.csv": (
+            ["旅馆编码", "旅馆名称", "旅馆地址", "房间号", "姓名", "证件类型", "证件号码", "入住时间", "退房时间"],
+            [[f"42010299{n}", f"{road}宾馆", f"江岸区大智街道{road}12号", "201", "访客", "居民身份证", guests[road],
+              "2020-02-16 20:00", ""] for n, road in enumerate(guests)])})
     link_store(db_path)
     placed = dict((road, query(db_path, """SELECT community_name, assignment_method FROM persons
                                           WHERE id_number = ?""", [id_number])[0])
@@ -569,3 +568,38 @@ def test_a_linkage_profile_that_breaks_one_record_one_person_is_refused_by_name(
     path.write_text(text.replace(change[0], change[1]), encoding="utf-8")
     with pytest.raises(SchemaError, match=named):
         linkage.load_profile(path)
+
+
+INVESTIGATION_HEADER = ["流调编号", "病例卡片编号", "病例身份证号", "接触者姓名", "接触者身份证号", "接触者电话", "关系",
+                        "接触场所", "接触地点", "首次接触时间", "末次接触时间", "有效防护"]
+
+
+def test_a_contact_named_by_name_alone_is_the_patient_of_that_name_in_the_ward_where_they_met(linked, tmp_path):
+    """A case names the patient in the next bed, by name only. Across the city a name identifies
+    nobody; among the patients of that ward in those days it does. A name no patient of the ward
+    bears links nobody: that contact stays a person of their own."""
+    patient, name, ward, hospital, admitted = query(linked["db"], """
+        SELECT p.person_id, s.name, s.ward, h.hospital_name, s.admitted_at
+        FROM staged_inpatients AS s
+        JOIN person_records AS p ON p.feed = 'inpatients' AND p.load_id = s.load_id
+                                 AND p.source_row_number = s.source_row_number AND p.link_method = 'exact_id'
+        JOIN (SELECT DISTINCT hospital_code, hospital_name FROM staged_fever_clinic) AS h USING (hospital_code)
+        WHERE s.discharged_at IS NULL AND s.ward NOT LIKE '%隔离%'
+          AND s.name NOT IN (SELECT contact_name FROM staged_investigations WHERE contact_name IS NOT NULL)
+        ORDER BY s.admitted_at, s.name LIMIT 1""")[0]
+    (stranger,) = query(linked["db"], """SELECT name FROM persons WHERE name IS NOT NULL
+                                         AND name NOT IN (SELECT name FROM staged_inpatients)
+                                         ORDER BY person_id LIMIT 1""")[0]
+    met = (admitted + dt.timedelta(hours=2)).strftime("%Y-%m-%d %H:%M")
+    left = (admitted + dt.timedelta(hours=30)).strftime("%Y-%m-%d %H:%M")
+    db_path = deliver(linked, tmp_path, {"cdc/investigations.csv": (INVESTIGATION_HEADER, [
+        ["LD-N1", "BK-N1", "", name, "", "", "其他", "医疗机构", f"{hospital}{ward}", met, left, "否"],
+        ["LD-N2", "BK-N1", "", stranger, "", "", "其他", "医疗机构", f"{hospital}{ward}", met, left, "否"]])})
+    link_store(db_path)
+    found = dict(query(db_path, """SELECT s.contact_name, p.person_id || ' ' || p.link_method
+                                   FROM staged_investigations AS s JOIN person_records AS p
+                                     ON p.feed = 'investigations' AND p.load_id = s.load_id
+                                    AND p.source_row_number = s.source_row_number
+                                   WHERE s.investigation_id LIKE 'LD-N%'"""))
+    assert found[name] == f"{patient} named_contact"
+    assert found[stranger].endswith("new_person")

@@ -116,6 +116,7 @@ def link(
         ("records without a valid ID", linked["records"]),
         ("  linked automatically (probabilistic)", linked["linked_auto"]),
         ("  linked by an analyst's decision", linked["linked_reviewed"]),
+        ("  named contacts found where they met", linked["linked_named"]),
         ("  persons of their own", linked["new_persons"]),
         ("pairs waiting for review", linked["review_pairs"]),
         *((f"community: {method}", count) for method, count in result["communities"].items()),

@@ -30,7 +30,7 @@ from transforms.database import fingerprint, get_state, quote, scalar, set_state
 
 # Link methods, strongest first; the first two never change once written.
 EXACT_METHODS = ("exact_id", "exact_document")
-LINK_METHODS = (*EXACT_METHODS, "reviewed", "probabilistic", "new_person")
+LINK_METHODS = (*EXACT_METHODS, "reviewed", "named_contact", "probabilistic", "new_person")
 
 
 def exact_link(column: str = "link_method") -> str:

@@ -29,6 +29,7 @@ import yaml
 from schemas import SCHEMAS_DIR, SchemaError
 from transforms.database import fingerprint, get_state, scalar, set_state
 from transforms.identity import STAGE, exact_link, most_frequent_ctes, most_frequent_joins
+from transforms.named_contacts import find_named_contacts
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,9 @@ def plan_linkage(con: duckdb.DuckDBPyConnection, profile: LinkageProfile,
                  reviewed: list[tuple[str, int, str]]) -> LinkagePlan:
     """Bring the profiles up to date (temp table ``changed_profiles``) and say whether linkage must
     run again. It need not when its inputs are those of the last linkage: the
-    same settings and decisions, no new record without a valid ID, and no profile changed (a new
-    result of a person known by ID changes nobody's profile unless it changes their usual values).
+    same settings and decisions, no new record without a valid ID, no profile changed (a new
+    result of a person known by ID changes nobody's profile unless it changes their usual values),
+    and the same named contacts found (``named_contacts.py``, temp table ``named_contact_links``).
     The same input gives the same links, so skipping it changes nothing. Reads only."""
     stored = get_state(con, STAGE).get("linkage_inputs")
     # Whose profiles to compute: those that may have moved (``profile_changes``: a new combination
@@ -152,8 +154,11 @@ def plan_linkage(con: duckdb.DuckDBPyConnection, profile: LinkageProfile,
                     SELECT DISTINCT person_id FROM {'person_values' if every_person else 'profile_changes'}""")
     con.execute("CREATE OR REPLACE TEMP TABLE changed_profiles AS "
                 + PROFILES_QUERY.format(scope="person_id IN (SELECT person_id FROM profiled_persons)"))
+    # A named contact's link moves with the wards' and hotels' records, not with the profiles.
+    find_named_contacts(con)
     inputs = fingerprint([profile, sorted(reviewed),
-                           scalar(con, "SELECT count(*) FROM unidentified_records")])
+                           scalar(con, "SELECT count(*) FROM unidentified_records"),
+                           con.execute("SELECT * FROM named_contact_links ORDER BY ALL").fetchall()])
     if stored is None:
         return LinkagePlan(True, "first linkage", inputs)
     if stored != inputs:
@@ -423,6 +428,7 @@ class LinkOutcome:
     linked_reviewed: int
     new_persons: int
     review_pairs: int
+    linked_named: int = 0  # named contacts found at their ward or hotel room (named_contacts.py)
     is_rescored: bool = True  # False: inputs unchanged, the stored links stand (``plan_linkage``)
 
 
@@ -438,7 +444,8 @@ def stored_outcome(con: duckdb.DuckDBPyConnection) -> LinkOutcome:
         records=scalar(con, "SELECT count(*) FROM unidentified_records"),
         signatures=scalar(con, "SELECT count(DISTINCT signature_id) FROM unidentified_records"),
         linked_auto=methods.get("probabilistic", 0), linked_reviewed=methods.get("reviewed", 0),
-        new_persons=0, review_pairs=scalar(con, "SELECT count(*) FROM link_review"), is_rescored=False,
+        new_persons=0, review_pairs=scalar(con, "SELECT count(*) FROM link_review"),
+        linked_named=methods.get("named_contact", 0), is_rescored=False,
     )
 
 
@@ -446,7 +453,9 @@ def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: l
             ) -> LinkOutcome:
     """Decide every signature's person from the scores and the analysts' decisions; write the links.
 
-    A signature takes, in order: the person an analyst matched it to; the person whose share of its
+    A signature takes, in order: the person an analyst matched it to; the one person of a named
+    contact's name at the ward or hotel room where a case met them (``named_contact_links``, from
+    ``plan_linkage``); the person whose share of its
     probability (``link_candidates``) is at or above auto_link (one at most: auto_link is above 0.5);
     the person of a signature it links to automatically; else a person of its own, whose id stays the
     same on every run (ledger key ``sig:<signature_id>``).
@@ -478,6 +487,10 @@ def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: l
     assigned: dict[str, tuple[int, str, float]] = {}
     for signature, person in matched.items():
         assigned[signature] = (person, "reviewed", 1.0)
+    for signature, person in con.execute("SELECT signature_id, person_id FROM named_contact_links "
+                                         "WHERE (signature_id, person_id) NOT IN (SELECT * FROM rejected_pairs) "
+                                         "ORDER BY 1").fetchall():
+        assigned.setdefault(signature, (person, "named_contact", 1.0))
     for signature, (probability, person) in best.items():
         assigned.setdefault(signature, (person, "probabilistic", probability))
     loose: list[list[str]] = []
@@ -506,7 +519,7 @@ def resolve(con: duckdb.DuckDBPyConnection, profile: LinkageProfile, reviewed: l
     return LinkOutcome(
         records=scalar(con, "SELECT count(*) FROM unidentified_records"), signatures=len(signatures),
         linked_auto=methods.count("probabilistic"), linked_reviewed=methods.count("reviewed"),
-        new_persons=new_persons, review_pairs=review_pairs,
+        new_persons=new_persons, review_pairs=review_pairs, linked_named=methods.count("named_contact"),
     )
 
 
