@@ -322,11 +322,8 @@ def test_analysts_decisions_apply_on_the_next_run(linked, tmp_path):
     assert person_of(db_path, "lab_results", "2020-02-15/cdc/lab_results.csv", 1)[0] != zhang_wei_a
 
 
-# Signatures as linkage.py computes them, for the tests to find a record's signature.
-SIGNATURES = """(SELECT feed, load_id, source_row_number, 's' || left(md5(concat_ws('|', coalesce(id_number, ''),
-                    coalesce(name, ''), coalesce(phone, ''), coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''),
-                    coalesce(address, ''))), 20) AS signature_id
-                 FROM identity_records WHERE person_key IS NULL)"""
+# Each record without a valid ID and its signature, for the tests to find a record's signature.
+SIGNATURES = "(SELECT feed, load_id, source_row_number, signature_id FROM unidentified_records)"
 
 
 def signature_of(db_path: Path, sample_id: str) -> str:
@@ -603,3 +600,49 @@ def test_a_contact_named_by_name_alone_is_the_patient_of_that_name_in_the_ward_w
                                    WHERE s.investigation_id LIKE 'LD-N%'"""))
     assert found[name] == f"{patient} named_contact"
     assert found[stranger].endswith("new_person")
+
+
+def test_two_contacts_given_by_the_same_name_alone_stay_two_persons(linked, tmp_path):
+    """Two cases each name a contact 张伟, with no ID number, phone or address. Signed by their
+    values alone they were one signature, so one person: a fake contact joining two unrelated
+    cases' chains. A record with a name and nothing else is now a signature of its own."""
+    db_path = deliver(linked, tmp_path, {"cdc/investigations.csv": (INVESTIGATION_HEADER, [
+        ["LD-Z1", "BK-Z1", "", "张伟", "", "", "朋友", "聚餐", "", "2020-02-14 18:00", "2020-02-14 20:00", "否"],
+        ["LD-Z2", "BK-Z2", "", "张伟", "", "", "同事", "工作场所", "", "2020-02-15 09:00", "2020-02-15 17:00", "否"]])})
+    link_store(db_path)
+    persons = query(db_path, """SELECT p.person_id, p.link_method FROM staged_investigations AS s
+                                JOIN person_records AS p ON p.feed = 'investigations' AND p.load_id = s.load_id
+                                 AND p.source_row_number = s.source_row_number
+                                WHERE s.investigation_id IN ('LD-Z1', 'LD-Z2') ORDER BY s.investigation_id""")
+    assert len(persons) == 2 and persons[0][0] != persons[1][0]
+    assert {method for _, method in persons} == {"new_person"}
+
+
+def test_a_store_signed_before_name_only_records_were_their_own_keeps_their_person_ids(linked, tmp_path):
+    """A store from before: a name-only record carries the signature of its values alone, and the
+    ledger knows that signature. The next run signs it anew, keeps its person id, and links again
+    as a rebuild would."""
+    db_path = tmp_path / "store.duckdb"
+    shutil.copyfile(linked["db"], db_path)
+    feed, load_id, row, signature, person = query(db_path, """
+        SELECT u.feed, u.load_id, u.source_row_number, u.signature_id, p.person_id
+        FROM unidentified_records AS u JOIN person_records AS p USING (feed, load_id, source_row_number)
+        WHERE u.id_number IS NULL AND u.phone IS NULL AND u.birth_date IS NULL AND u.address IS NULL
+          AND p.link_method = 'new_person'
+        ORDER BY ALL LIMIT 1""")[0]
+    with duckdb.connect(str(db_path)) as con:
+        con.execute("UPDATE unidentified_records SET signature_id = 'sold-style-signature' "
+                    "WHERE feed = ? AND load_id = ? AND source_row_number = ?", [feed, load_id, row])
+        con.execute("UPDATE person_keys SET person_key = 'sig:sold-style-signature' WHERE person_key = ?",
+                    [f"sig:{signature}"])
+    run = link_store(db_path)
+    assert run["plan"].reason == "first linkage"
+    assert query(db_path, "SELECT signature_id FROM unidentified_records WHERE feed = ? AND load_id = ? "
+                          "AND source_row_number = ?", [feed, load_id, row]) == [(signature,)]
+    assert person_of_record(db_path, feed, load_id, row) == person
+    assert identity_tables(db_path) == identity_tables(rebuilt(db_path, tmp_path))
+
+
+def person_of_record(db_path: Path, feed: str, load_id: int, row: int) -> int:
+    return query(db_path, "SELECT person_id FROM person_records WHERE feed = ? AND load_id = ? "
+                          "AND source_row_number = ?", [feed, load_id, row])[0][0]

@@ -124,16 +124,45 @@ PLACE_FEEDS = ("communities", "residents", "lodging", "case_reports")
 STAGE = "identity"  # its rows in stage_state
 
 
-UNIDENTIFIED_SQL = """
+# A record's signature: a hash of the identity values linkage compares, so forty scans by one phone
+# are one comparison and an analyst's decision holds on every run. A record with a name and nothing
+# else that tells people apart (no ID number, phone, birth date or address) is a signature of its
+# own: a name identifies nobody, and two contacts called 张伟 named by two cases must not become one
+# person (and join two unrelated cases' chains in the contact graph).
+SIGNATURE_SQL = """'s' || left(md5(concat_ws('|', coalesce(id_number, ''), coalesce(name, ''), coalesce(phone, ''),
+                   coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''), coalesce(address, ''),
+                   CASE WHEN id_number IS NULL AND phone IS NULL AND birth_date IS NULL AND address IS NULL
+                        THEN feed || ':' || load_id || ':' || source_row_number END)), 20)"""
+
+UNIDENTIFIED_SQL = f"""
 INSERT INTO unidentified_records
-SELECT feed, load_id, source_row_number, delivery_date,
-       's' || left(md5(concat_ws('|', coalesce(id_number, ''), coalesce(name, ''), coalesce(phone, ''),
-                                 coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''), coalesce(address, ''))), 20)
-           AS signature_id,
+SELECT feed, load_id, source_row_number, delivery_date, {SIGNATURE_SQL} AS signature_id,
        id_number, name, phone, birth_date, sex, address
 FROM identity_records
-WHERE person_key IS NULL AND load_id IN (SELECT load_id FROM {loads})
+WHERE person_key IS NULL AND load_id IN (SELECT load_id FROM {{loads}})
 """
+
+# Stores from before name-only records were signatures of their own (2026-11-24): each such record
+# is signed anew; the first record of an old signature keeps its person id (through the ledger),
+# the others become persons of their own, and linkage runs again.
+RESIGN_SQL = (
+    f"""CREATE OR REPLACE TEMP TABLE resigned AS
+        SELECT feed, load_id, source_row_number, delivery_date, signature_id AS old_signature,
+               {SIGNATURE_SQL} AS new_signature
+        FROM unidentified_records
+        WHERE signature_id <> {SIGNATURE_SQL}""",
+    """INSERT INTO person_keys
+       SELECT 'sig:' || r.new_signature, k.person_id, r.delivery_date
+       FROM resigned AS r
+       JOIN person_keys AS k ON k.person_key = 'sig:' || r.old_signature
+       WHERE 'sig:' || r.new_signature NOT IN (SELECT person_key FROM person_keys)
+       QUALIFY row_number() OVER (PARTITION BY r.old_signature
+                                  ORDER BY r.delivery_date, r.load_id, r.source_row_number, r.feed) = 1""",
+    """UPDATE unidentified_records AS u SET signature_id = r.new_signature
+       FROM resigned AS r
+       WHERE u.feed = r.feed AND u.load_id = r.load_id AND u.source_row_number = r.source_row_number""",
+    "DROP TABLE resigned",
+)
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -146,6 +175,10 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         return  # a new store: the tables fill as records arrive
     if "unidentified_records" not in tables:
         con.execute(UNIDENTIFIED_SQL.format(loads="identity_loads"))
+    elif scalar(con, f"SELECT count(*) FROM unidentified_records WHERE signature_id <> {SIGNATURE_SQL}"):
+        for sql in RESIGN_SQL:
+            con.execute(sql)
+        set_state(con, STAGE, "linkage_inputs", None)  # the signatures changed: link again
     if "person_values" not in tables:
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW exact_links AS

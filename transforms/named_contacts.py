@@ -7,8 +7,8 @@ or the guests of one room in those days are few: the patient in the next bed, é™
 admitted to that ward. What does not: scoring (``linkage.py``), which never links a name alone.
 
 The link is per record signature (``linkage.py``): it holds when every record of the signature is
-such a contact and each finds the same one person. Two contacts of one name met in two wards share
-a signature and stay for review.
+such a contact and each finds the same one person. A record with a name alone is a signature of
+its own (``identity.SIGNATURE_SQL``), so in practice each contact finds its own person.
 """
 
 from __future__ import annotations
