@@ -129,10 +129,10 @@ STAGE = "identity"  # its rows in stage_state
 # else that tells people apart (no ID number, phone, birth date or address) is a signature of its
 # own: a name identifies nobody, and two contacts called 张伟 named by two cases must not become one
 # person (and join two unrelated cases' chains in the contact graph).
-SIGNATURE_SQL = """'s' || left(md5(concat_ws('|', coalesce(id_number, ''), coalesce(name, ''), coalesce(phone, ''),
-                   coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''), coalesce(address, ''),
-                   CASE WHEN id_number IS NULL AND phone IS NULL AND birth_date IS NULL AND address IS NULL
-                        THEN feed || ':' || load_id || ':' || source_row_number END)), 20)"""
+NAME_ONLY = "(id_number IS NULL AND phone IS NULL AND birth_date IS NULL AND address IS NULL)"
+SIGNATURE_SQL = f"""'s' || left(md5(concat_ws('|', coalesce(id_number, ''), coalesce(name, ''), coalesce(phone, ''),
+                    coalesce(birth_date::VARCHAR, ''), coalesce(sex, ''), coalesce(address, ''),
+                    CASE WHEN {NAME_ONLY} THEN feed || ':' || load_id || ':' || source_row_number END)), 20)"""
 
 UNIDENTIFIED_SQL = f"""
 INSERT INTO unidentified_records
@@ -145,12 +145,12 @@ WHERE person_key IS NULL AND load_id IN (SELECT load_id FROM {{loads}})
 # Stores from before name-only records were signatures of their own (2026-11-24): each such record
 # is signed anew; the first record of an old signature keeps its person id (through the ledger),
 # the others become persons of their own, and linkage runs again.
+STALE_SIGNATURES = f"FROM unidentified_records WHERE {NAME_ONLY} AND signature_id <> {SIGNATURE_SQL}"
 RESIGN_SQL = (
     f"""CREATE OR REPLACE TEMP TABLE resigned AS
         SELECT feed, load_id, source_row_number, delivery_date, signature_id AS old_signature,
                {SIGNATURE_SQL} AS new_signature
-        FROM unidentified_records
-        WHERE signature_id <> {SIGNATURE_SQL}""",
+        {STALE_SIGNATURES}""",
     """INSERT INTO person_keys
        SELECT 'sig:' || r.new_signature, k.person_id, r.delivery_date
        FROM resigned AS r
@@ -175,7 +175,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         return  # a new store: the tables fill as records arrive
     if "unidentified_records" not in tables:
         con.execute(UNIDENTIFIED_SQL.format(loads="identity_loads"))
-    elif scalar(con, f"SELECT count(*) FROM unidentified_records WHERE signature_id <> {SIGNATURE_SQL}"):
+    elif scalar(con, f"SELECT count(*) {STALE_SIGNATURES}"):
         for sql in RESIGN_SQL:
             con.execute(sql)
         set_state(con, STAGE, "linkage_inputs", None)  # the signatures changed: link again

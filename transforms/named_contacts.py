@@ -6,9 +6,8 @@ hotel room, during the contact. A name identifies nobody in a city, but the pati
 or the guests of one room in those days are few: the patient in the next bed, 陈福, is the 陈福
 admitted to that ward. What does not: scoring (``linkage.py``), which never links a name alone.
 
-The link is per record signature (``linkage.py``): it holds when every record of the signature is
-such a contact and each finds the same one person. A record with a name alone is a signature of
-its own (``identity.SIGNATURE_SQL``), so in practice each contact finds its own person.
+A record with a name alone is a signature of its own (``identity.SIGNATURE_SQL``), so the link,
+made per signature (``linkage.resolve``), is the record's own.
 """
 
 from __future__ import annotations
@@ -16,16 +15,17 @@ from __future__ import annotations
 import duckdb
 
 from transforms.database import current_records, scalar
+from transforms.identity import NAME_ONLY
 
 NAMED_CONTACTS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE named_contact_links AS
 WITH named AS (
     -- Contacts a case named by name alone, with where and when they met.
-    SELECT u.signature_id, u.load_id, u.source_row_number, i.contact_name, i.place,
+    SELECT u.signature_id, i.contact_name, i.place,
            i.first_contact_at, coalesce(i.last_contact_at, i.first_contact_at) AS last_contact_at
     FROM unidentified_records AS u
     JOIN staged_investigations AS i USING (load_id, source_row_number)
-    WHERE u.feed = 'investigations' AND u.id_number IS NULL AND u.phone IS NULL AND u.birth_date IS NULL
+    WHERE u.feed = 'investigations' AND {NAME_ONLY}  -- u's columns: the feed has no such names
       AND i.contact_name IS NOT NULL AND i.place IS NOT NULL AND i.first_contact_at IS NOT NULL
 ),
 hospitals AS (
@@ -49,22 +49,16 @@ stays AS (
     WHERE l.name IN (SELECT contact_name FROM named) AND l.hotel_name IS NOT NULL AND l.room IS NOT NULL
       AND l.checked_in_at IS NOT NULL
 ),
-per_record AS (
+matches AS (
     -- The persons of that name at that place during the contact.
-    SELECT n.signature_id, n.load_id, n.source_row_number,
-           count(DISTINCT s.person_id) AS persons, min(s.person_id) AS person_id
+    SELECT n.signature_id, count(DISTINCT s.person_id) AS persons, min(s.person_id) AS person_id
     FROM named AS n
-    LEFT JOIN stays AS s
-           ON s.name = n.contact_name AND contains(n.place, s.place_name) AND contains(n.place, s.spot)
-          AND s.from_at <= n.last_contact_at AND s.to_at >= n.first_contact_at
-    GROUP BY ALL
+    JOIN stays AS s
+      ON s.name = n.contact_name AND contains(n.place, s.place_name) AND contains(n.place, s.spot)
+     AND s.from_at <= n.last_contact_at AND s.to_at >= n.first_contact_at
+    GROUP BY n.signature_id
 )
--- Every record of the signature is such a contact, each found exactly one person, the same one.
-SELECT r.signature_id, min(r.person_id) AS person_id
-FROM per_record AS r
-GROUP BY r.signature_id
-HAVING max(r.persons) = 1 AND min(r.persons) = 1 AND count(DISTINCT r.person_id) = 1
-   AND count(*) = (SELECT count(*) FROM unidentified_records AS u WHERE u.signature_id = r.signature_id)
+SELECT signature_id, person_id FROM matches WHERE persons = 1
 """
 
 
