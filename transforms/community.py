@@ -127,7 +127,8 @@ latest_stay AS (
 review_household AS (
     -- Rule 6: per record signature of a person of their own, its candidates' shares together and
     -- their communities (read for the candidates alone, whatever the scope).
-    SELECT own.person_id, bool_and(v.together >= $certain_at) AS is_certain,
+    -- A candidate outside the register leaves the household uncertain: every one must be placed.
+    SELECT own.person_id, bool_and(v.together >= $certain_at AND c.community_code IS NOT NULL) AS is_certain,
            count(DISTINCT c.community_code) AS communities, min(c.community_code) AS community_code
     FROM (SELECT DISTINCT p.person_id, u.signature_id
           FROM person_records AS p JOIN unidentified_records AS u USING (feed, load_id, source_row_number)
