@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import generate  # noqa: E402 (needs the project on the path)
-from transforms.database import memory_limit  # noqa: E402 (needs the project on the path)
+from trace24.transforms.database import memory_limit  # noqa: E402 (needs the project on the path)
 
 LAB_HEADER = ["样本编号", "姓名", "身份证号", "联系电话", "采样时间", "报告时间", "检测机构", "检测结果", "Ct值ORF1ab",
               "Ct值N", "送检原因"]
@@ -63,7 +63,7 @@ def measure(landing: str, db: str, out: str) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     import duckdb
 
-    from flows.daily import daily_tracing
+    from trace24.flows.daily import daily_tracing
 
     result = daily_tracing(landing_dir=Path(landing), db_path=Path(db), out_dir=Path(out))
     with duckdb.connect(db, read_only=True) as con:

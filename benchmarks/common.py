@@ -13,8 +13,8 @@ def generate(workdir: Path, residents: int, days: int, seed: int, residents_per_
     """The landing folder of a city generated into ``workdir`` (again only when the parameters change);
     ``residents_per_venue`` defaults to the sample city's. Without ``truth``, no truth is written
     (a cache with truth serves too: the landing files are the same)."""
-    from trace24.samplecity import generate_city
-    from trace24.samplecity.geo import SAMPLE_RESIDENTS_PER_VENUE
+    from samplecity import generate_city
+    from samplecity.geo import SAMPLE_RESIDENTS_PER_VENUE
 
     stamp = workdir / "city.json"
     wanted = {"residents": residents, "days": days, "seed": seed}

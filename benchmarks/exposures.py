@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trace24.peak_memory import peak_memory_bytes  # noqa: E402 (needs the project on the path)
+from trace24.transforms.publish.run_report import peak_memory_bytes  # noqa: E402 (needs the project on the path)
 
 DAY0 = dt.datetime(2020, 2, 1)
 
@@ -91,8 +91,8 @@ GENERATE = (
 
 
 def generate(db_path: Path, residents: int, days: int) -> None:
-    from schemas import load_schemas
-    from transforms import database
+    from trace24.schemas.contracts import load_schemas
+    from trace24.transforms import database
 
     con = database.connect(db_path, load_schemas())
     con.execute("""CREATE TABLE person_records (feed VARCHAR, load_id INTEGER, source_row_number BIGINT,
@@ -108,12 +108,13 @@ def generate(db_path: Path, residents: int, days: int) -> None:
 
 
 def measure(db_path: Path) -> None:
-    from schemas import load_schemas
-    from schemas.rules import load_facilities, load_rule_profile
-    from transforms import contact_graph, database, exposures
+    from trace24.schemas.contracts import load_schemas
+    from trace24.schemas.rules import DEFAULT_PROFILE, load_facilities, load_rule_profile
+    from trace24.transforms import database
+    from trace24.transforms.contacts import contact_graph, exposures
 
     con = database.connect(db_path, load_schemas())
-    rules = load_rule_profile("nhc-v6")
+    rules = load_rule_profile(DEFAULT_PROFILE)
     params = exposures.rule_parameters(rules, load_facilities(), DAY0 + dt.timedelta(days=15))
     scans = con.execute("SELECT count(*) FROM staged_place_scans").fetchall()[0][0]
     steps = []

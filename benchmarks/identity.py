@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trace24.evaluation import evaluate_identity, format_report  # noqa: E402 (needs the project on the path)
-from trace24.peak_memory import peak_memory_bytes  # noqa: E402
+from trace24.transforms.publish.run_report import peak_memory_bytes  # noqa: E402
 
 
 def prepare(workdir: Path, residents: int, days: int, seed: int) -> Path:
@@ -36,8 +36,8 @@ def prepare(workdir: Path, residents: int, days: int, seed: int) -> Path:
     wanted = {"residents": residents, "days": days, "seed": seed}
     if stamp.exists() and store.exists() and json.loads(stamp.read_text()) == wanted:
         return store
+    from samplecity import generate_city
     from tests.conftest import ingest_landing
-    from trace24.samplecity import generate_city
 
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -51,9 +51,10 @@ def prepare(workdir: Path, residents: int, days: int, seed: int) -> Path:
 
 def measure(db: str) -> None:
     """Child process: the identity flow's steps, each timed, one JSON line each."""
-    from schemas import load_schemas
-    from transforms import community, database, identity, linkage
-    from transforms.database import scalar
+    from trace24.schemas.contracts import load_schemas
+    from trace24.transforms import database
+    from trace24.transforms.database import scalar
+    from trace24.transforms.persons import community, identity, linkage
 
     schemas = load_schemas()
     profile = linkage.load_profile()

@@ -23,14 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import generate  # noqa: E402 (needs the project on the path)
-from trace24.peak_memory import peak_memory_bytes  # noqa: E402 (needs the project on the path)
+from trace24.transforms.publish.run_report import peak_memory_bytes  # noqa: E402 (needs the project on the path)
 
 
 def measure(landing: str, db: str) -> None:
     """Child process: ingest every file, time each, print one JSON line per file and a summary."""
-    from schemas import load_schemas
-    from transforms import database, ingest
-    from transforms import landing as landing_mod
+    from trace24.schemas.contracts import load_schemas
+    from trace24.transforms import database
+    from trace24.transforms.ingest import landing as landing_mod
+    from trace24.transforms.ingest import load
 
     schemas = load_schemas()
     grouped: dict[str, list[str]] = {}
@@ -38,10 +39,10 @@ def measure(landing: str, db: str) -> None:
         grouped.setdefault(contract.agency, []).append(contract.feed)
     files, _ = landing_mod.discover(Path(landing), grouped)
     con = database.connect(db, schemas)
-    run_id = ingest.start_run(con, Path(landing))
+    run_id = load.start_run(con, Path(landing))
     for landed in files:
         started = time.perf_counter()
-        outcome = ingest.ingest_file(con, schemas, landed, run_id, ingest.archive_dir_for(Path(db)))
+        outcome = load.ingest_file(con, schemas, landed, run_id, load.archive_dir_for(Path(db)))
         seconds = time.perf_counter() - started
         print(json.dumps({"file": outcome.source_file, "feed": outcome.feed, "rows": outcome.rows_read,
                           "seconds": seconds, "bytes": landed.path.stat().st_size}))

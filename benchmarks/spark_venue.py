@@ -25,7 +25,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from schemas.rules import load_rule_profile  # noqa: E402 (needs the project on the path)
+from trace24.schemas.rules import load_rule_profile  # noqa: E402 (needs the project on the path)
 
 # The rule's inputs, as a distributed store would hold them (Parquet, the scans partitioned by day).
 EXPORTS = {
@@ -35,7 +35,7 @@ EXPORTS = {
     "person_scans": "SELECT load_id, source_row_number, person_id FROM person_records WHERE feed = 'place_scans'",
 }
 
-# transforms/exposures.py VENUE_SQL and _exposure_select, in Spark SQL: the same joins (the case's
+# trace24/transforms/contacts/exposures.py VENUE_SQL and _exposure_select, in Spark SQL: the same joins (the case's
 # scans in its window, then every scan at the venue within the band, then the person of each).
 SPARK_VENUE_SQL = """
 WITH source_scans AS (

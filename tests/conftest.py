@@ -22,8 +22,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from schemas import load_schemas
-from transforms import database, ingest, landing, normalise
+from trace24.schemas.contracts import load_schemas
+from trace24.transforms import database, normalise
+from trace24.transforms.ingest import landing, load
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -151,16 +152,16 @@ def feeds_by_agency(schemas):
     return grouped
 
 
-def ingest_landing(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None) -> list[ingest.FileOutcome]:
+def ingest_landing(landing_dir: Path, db_path: Path, schemas_dir: Path | None = None) -> list[load.FileOutcome]:
     """The ingest flow's steps without the Prefect engine (the flow itself is tested separately)."""
     schemas = load_schemas(schemas_dir)
     files, unknown = landing.discover(landing_dir, feeds_by_agency(schemas))
     con = database.connect(db_path, schemas)
     try:
-        run_id = ingest.start_run(con, landing_dir)
-        ingest.record_warnings(con, run_id, ingest.missing_feeds(schemas, landing_dir, files), unknown)
-        outcomes = [ingest.ingest_file(con, schemas, f, run_id, ingest.archive_dir_for(db_path)) for f in files]
-        ingest.finish_run(con, run_id, outcomes)
+        run_id = load.start_run(con, landing_dir)
+        load.record_warnings(con, run_id, load.missing_feeds(schemas, landing_dir, files), unknown)
+        outcomes = [load.ingest_file(con, schemas, f, run_id, load.archive_dir_for(db_path)) for f in files]
+        load.finish_run(con, run_id, outcomes)
         return outcomes
     finally:
         con.close()
@@ -203,7 +204,7 @@ DAY = dt.date(2020, 2, 10)
 
 def link_store(db_path: Path, review_csv: Path | None = None, reviewed_pairs: Path | None = None) -> dict:
     """The identity flow's steps without the Prefect engine (the flow itself is tested separately)."""
-    from transforms import community, identity, linkage
+    from trace24.transforms.persons import community, identity, linkage
 
     schemas = load_schemas()
     profile = linkage.load_profile()
@@ -231,8 +232,8 @@ def link_store(db_path: Path, review_csv: Path | None = None, reviewed_pairs: Pa
 
 def trace_store(db_path: Path, profile: str = "nhc-v6"):
     """The exposure flow's steps without the Prefect engine; returns the run's plan."""
-    from schemas.rules import load_facilities, load_rule_profile
-    from transforms import exposures
+    from trace24.schemas.rules import load_facilities, load_rule_profile
+    from trace24.transforms.contacts import exposures
 
     rules, facilities = load_rule_profile(profile), load_facilities()
     con = database.connect(db_path, load_schemas())

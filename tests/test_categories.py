@@ -11,9 +11,9 @@ import datetime as dt
 
 import pytest
 
-from schemas.rules import RULES_DIR, load_facilities, load_rule_profile
 from tests.test_exposures import AS_OF, CASE, Scenario
-from transforms import categories
+from trace24.schemas.rules import RULES_DIR, load_facilities, load_rule_profile
+from trace24.transforms.lists import categories
 
 T = dt.datetime
 

@@ -10,10 +10,10 @@ import datetime as dt
 
 import pytest
 
-from schemas.rules import load_rule_profile
 from tests.test_categories import Classified
 from tests.test_exposures import CASE
-from transforms import community_lists, tracing_clock
+from trace24.schemas.rules import load_rule_profile
+from trace24.transforms.lists import community_lists, tracing_clock
 
 T = dt.datetime
 IN_TIME, LATE_DATA, NOT_LISTED, UNPLACED = 2, 3, 4, 5

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ingest_landing, link_store
-from transforms import contact_graph as cg
+from trace24.transforms.contacts import contact_graph as cg
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -84,9 +84,10 @@ def test_chain_macro_matches_networkx_on_mers(mers):
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory):
     """The whole sample ingested, linked and traced with nhc-v6."""
-    from schemas import load_schemas
-    from schemas.rules import load_facilities, load_rule_profile
-    from transforms import database, exposures
+    from trace24.schemas.contracts import load_schemas
+    from trace24.schemas.rules import load_facilities, load_rule_profile
+    from trace24.transforms import database
+    from trace24.transforms.contacts import exposures
 
     base = tmp_path_factory.mktemp("traced")
     shutil.copytree(SAMPLE / "landing", base / "landing")

@@ -14,10 +14,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from schemas import SchemaError, load_schemas
-from schemas.rules import load_facilities, load_rule_profile
 from tests.conftest import LAB_HEADER, SAMPLE, ingest_landing, lab_row, link_store, query, trace_store, write_csv
-from transforms import contact_graph, database, exposures
+from trace24.schemas.contracts import SchemaError, load_schemas
+from trace24.schemas.rules import load_facilities, load_rule_profile
+from trace24.transforms import database
+from trace24.transforms.contacts import contact_graph, exposures
 
 T = dt.datetime
 CASE = 1  # person_id of the case in every scenario

@@ -14,7 +14,7 @@ from tests.conftest import LAB_HEADER, lab_row, query, write_csv
 
 
 def test_ingest_flow_loads_validates_and_reports(prefect_engine, day1, db_path):
-    from flows.ingest import ingest_flow
+    from trace24.flows.ingest import ingest_flow
 
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1"), lab_row("S2", result="")])
     result = ingest_flow(landing_dir=day1.parent, db_path=db_path)
@@ -73,8 +73,8 @@ def test_link_cli_resolves_persons_and_writes_the_review_queue(prefect_engine, d
 
 
 def test_identity_flow_failing_half_way_leaves_the_previous_persons(prefect_engine, day1, db_path, monkeypatch):
-    from flows.identity import identity_flow
-    from transforms import community
+    from trace24.flows.identity import identity_flow
+    from trace24.transforms.persons import community
 
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
     from tests.conftest import ingest_landing
@@ -98,7 +98,7 @@ def test_identity_flow_failing_half_way_leaves_the_previous_persons(prefect_engi
 def test_exposures_cli_records_the_profile_and_a_failed_run_changes_nothing(prefect_engine, day1, db_path,
                                                                             monkeypatch):
     from trace24.cli import app
-    from transforms import contact_graph
+    from trace24.transforms.contacts import contact_graph
 
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
     runner = CliRunner()
@@ -134,10 +134,10 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path, monkeypatch
     """`trace24 run` end to end on the sample, day by day from day 3: the categories against the
     truth, lists holding their own residents only, statuses against the day before, the clock;
     the snapshot, carried from run to run, holds what a snapshot written afresh holds."""
-    from schemas.published import load_published
     from trace24.cli import app
     from trace24.evaluation import evaluate_categories
-    from transforms import snapshot
+    from trace24.schemas.published import load_published
+    from trace24.transforms.publish import snapshot
 
     db, out = tmp_path / "t.duckdb", tmp_path / "out"
     runner = CliRunner()
@@ -233,8 +233,8 @@ def test_a_store_closed_with_its_checkpoint_deferred_keeps_every_commit(db_path)
     """The daily flow closes the store after each stage without a checkpoint (the lists come out
     sooner): what was committed stays in the write-ahead log, the next connection sees it, and the
     first one closed outside the block writes it into the file."""
-    from schemas import load_schemas
-    from transforms import database
+    from trace24.schemas.contracts import load_schemas
+    from trace24.transforms import database
 
     wal = Path(str(db_path) + ".wal")
     with database.checkpoints_deferred():
@@ -251,8 +251,8 @@ def test_a_store_closed_with_its_checkpoint_deferred_keeps_every_commit(db_path)
 
 def store_setting(db_path, name: str) -> str:
     """A DuckDB setting of the store as trace24 opens it."""
-    from schemas import load_schemas
-    from transforms import database
+    from trace24.schemas.contracts import load_schemas
+    from trace24.transforms import database
 
     con = database.connect(db_path, load_schemas())
     try:
@@ -283,8 +283,39 @@ def test_the_peak_memory_a_run_reports_is_its_own_not_its_parents():
     (a benchmark that generated its city first, a worker) must not report its parent's peak."""
     ballast = bytearray(512 * 2**20)
     ballast[::4096] = b"\1" * len(ballast[::4096])  # resident, not just reserved
-    child = subprocess.run([sys.executable, "-c", "from trace24.peak_memory import peak_memory_bytes; "
+    child = subprocess.run([sys.executable, "-c", "from trace24.transforms.publish.run_report import peak_memory_bytes; "
                                                   "print(peak_memory_bytes())"],
                            capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     assert 0 < int(child.stdout) < 256 * 2**20
     del ballast
+
+
+def test_a_run_reads_its_settings_once_from_the_contracts_folder_it_is_given(prefect_engine, day1, tmp_path,
+                                                                             monkeypatch):
+    """`trace24 run --schemas` takes a whole contracts folder as `trace24 ingest` does: a column map
+    and a rule profile found only there are used, and the run reads its settings once."""
+    import shutil
+
+    from tests.test_schemas import CITY_B_MAP, city_b_file
+    from trace24 import settings
+    from trace24.flows.daily import daily_tracing
+    from trace24.schemas.contracts import SCHEMAS_DIR
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(SCHEMAS_DIR, contracts, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (contracts / "column_maps" / "cityb_fever_clinic.yaml").write_text(CITY_B_MAP, encoding="utf-8")
+    profile = (contracts / "rules" / "nhc-v6.yaml").read_text(encoding="utf-8")
+    (contracts / "rules" / "city-b.yaml").write_text(profile.replace("profile: nhc-v6", "profile: city-b"),
+                                                      encoding="utf-8")
+    city_b_file(day1)
+    builds = []
+    real_build = settings.RunSettings.build.__func__
+    monkeypatch.setattr(settings.RunSettings, "build",
+                        classmethod(lambda cls, *a, **k: builds.append(k) or real_build(cls, *a, **k)))
+    db_path = tmp_path / "store.duckdb"
+    result = daily_tracing(landing_dir=day1.parent, db_path=db_path, out_dir=tmp_path / "lists",
+                           profile="city-b", schemas_dir=contracts, run_validation=False)
+    assert len(builds) == 1
+    assert result["profile"] == "city-b"
+    assert query(db_path, "SELECT column_map, rows_loaded FROM load_audit") == [("cityb_fever_clinic", 1)]
+    assert query(db_path, "SELECT DISTINCT profile FROM exposure_runs") == [("city-b",)]

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import SchemaError
 from tests.conftest import LAB_HEADER, PROJECT, ingest_landing, lab_row, link_store, query, write_csv
 from trace24 import idcard
 from trace24.evaluation import evaluate_identity
-from transforms import linkage
-from transforms.csv_out import excel_safe, safe_file_name
+from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
+from trace24.transforms.csv_out import excel_safe, safe_file_name
+from trace24.transforms.persons import linkage
 
 SAMPLE = PROJECT / "data" / "sample"
 TRUTH = SAMPLE / "truth"
@@ -559,7 +559,7 @@ def test_what_random_pairs_cannot_measure_is_counted_or_bounded_and_a_mistyped_i
     (('  - "l.phone = r.phone"\n', ""), "complete_blocks names 'phone'"),  # the phone no longer blocked alone
 ])
 def test_a_linkage_profile_that_breaks_one_record_one_person_is_refused_by_name(tmp_path, change, named):
-    text = (PROJECT / "schemas" / "linkage.yaml").read_text(encoding="utf-8")
+    text = (SCHEMAS_DIR / "linkage.yaml").read_text(encoding="utf-8")
     assert change[0] in text
     path = tmp_path / "linkage.yaml"
     path.write_text(text.replace(change[0], change[1]), encoding="utf-8")

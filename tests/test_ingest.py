@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas import load_schemas
 from tests.conftest import LAB_HEADER, ingest_landing, lab_row, query, write_csv
 from trace24 import idcard
-from transforms import database, normalise, staged
+from trace24.schemas.contracts import load_schemas
+from trace24.transforms import database, normalise
+from trace24.transforms.ingest import staged
 
 
 def staged_labs(db_path):
@@ -247,7 +248,7 @@ def test_unchanged_files_are_not_read_again_and_a_rewritten_one_is(day1, db_path
     hashed before is not read again; a file rewritten in place (same size, new content) is."""
     import os
 
-    from transforms import landing as landing_module
+    from trace24.transforms.ingest import landing as landing_module
 
     path = write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
     ingest_landing(day1.parent, db_path)
@@ -285,7 +286,7 @@ def test_a_file_that_fails_half_way_leaves_nothing_behind(day1, db_path, monkeyp
 
 
 def test_reason_messages_name_the_source_header():
-    from schemas import load_schemas
+    from trace24.schemas.contracts import load_schemas
 
     column_map = load_schemas().column_maps["hospital_fever_clinic"]
     assert staged.reason_message("invalid_temperature:temperature_c", column_map) == "体温: not a body temperature in °C"
@@ -293,7 +294,7 @@ def test_reason_messages_name_the_source_header():
 
 def test_the_fast_csv_reader_numbers_rows_like_the_python_reader(tmp_path, monkeypatch):
     """DuckDB reads UTF-8 CSV in parallel; its row numbers must still be the file's own."""
-    from transforms import raw
+    from trace24.transforms.ingest import raw
 
     rows = [lab_row(f"S{i:07d}", name=f"人{i}", sampled=f"2020-02-03 {i % 24:02d}:00:00", reported="2020-02-04")
             for i in range(1, 300_001)]
@@ -313,7 +314,7 @@ def test_the_fast_csv_reader_numbers_rows_like_the_python_reader(tmp_path, monke
 def test_loads_validated_together_are_judged_file_by_file(day1, db_path):
     """Great Expectations runs once for a feed's new loads; a load that breaks its contract is still
     reported against its own file, and the others pass with their own row counts."""
-    from transforms.validate import Validator
+    from trace24.transforms.ingest.validate import Validator
 
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1"), lab_row("S2")])
     write_csv(day1 / "cdc" / "lab_results_b.csv", LAB_HEADER, [lab_row("S3"), lab_row("S4"), lab_row("S5")])

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.rules import load_rule_profile
 from tests.test_categories import Classified
 from tests.test_exposures import AS_OF, CASE
-from transforms import community_lists
+from trace24.schemas.rules import load_rule_profile
+from trace24.transforms.lists import community_lists
 
 T = dt.datetime
 FLAT = {"compound": "大东花园", "building": "1栋", "unit": "1单元", "room": "101"}
@@ -193,7 +193,7 @@ def test_list_lines_formatted_in_the_database_are_what_csv_writer_writes(tmp_pat
     write_csv, which escapes each cell in Python and quotes with csv.writer."""
     import duckdb
 
-    from transforms.csv_out import FORMULA_START, csv_line_sql, write_csv, write_csv_text
+    from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, write_csv, write_csv_text
 
     rows = [TRICKY_CELLS, list(reversed(TRICKY_CELLS)), [None, None]]
     with duckdb.connect() as con:

@@ -153,7 +153,7 @@ def test_a_missed_decimal_point_is_repaired(sql, value):
 def test_names(delivered, expected):
     import duckdb
 
-    from transforms import normalise
+    from trace24.transforms import normalise
 
     con = duckdb.connect()
     normalise.register(con)

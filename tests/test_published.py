@@ -9,11 +9,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from schemas import SchemaError
-from schemas.published import load_published
 from tests.conftest import PROJECT
 from trace24.data_dictionary import render
-from transforms.database import quote
+from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
+from trace24.schemas.published import load_published
+from trace24.transforms.database import quote
 
 PUBLISHED = load_published()
 NOTEBOOKS = sorted((PROJECT / "notebooks").glob("*.ipynb"))
@@ -68,7 +68,7 @@ def test_the_committed_data_dictionary_is_the_one_the_contracts_generate():
 
 
 def test_a_contract_without_descriptions_is_refused(tmp_path):
-    for path in (PROJECT / "schemas" / "published").glob("*.yaml"):
+    for path in (SCHEMAS_DIR / "published").glob("*.yaml"):
         (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     lists = tmp_path / "lists.yaml"
     lists.write_text(lists.read_text(encoding="utf-8").replace("description:", "note:"), encoding="utf-8")
@@ -78,7 +78,7 @@ def test_a_contract_without_descriptions_is_refused(tmp_path):
 
 def test_a_history_carried_by_a_column_outside_its_key_is_refused(tmp_path):
     """The snapshot carries a history table's rows per value of ``carried_by``: it must be a key column."""
-    for path in (PROJECT / "schemas" / "published").glob("*.yaml"):
+    for path in (SCHEMAS_DIR / "published").glob("*.yaml"):
         (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     lists = tmp_path / "lists.yaml"
     lists.write_text(lists.read_text(encoding="utf-8").replace("carried_by: as_of", "carried_by: status"),

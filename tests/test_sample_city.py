@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas import load_schemas
 from tests.conftest import PROJECT, ingest_landing, query
+from trace24.schemas.contracts import load_schemas
 
 SAMPLE = PROJECT / "data" / "sample"
 TRUTH = SAMPLE / "truth"
@@ -177,7 +177,7 @@ def test_a_second_ingest_adds_nothing(store):
 
 
 def test_the_generator_is_deterministic(tmp_path):
-    from trace24.samplecity import generate_city
+    from samplecity import generate_city
 
     for name in ("a", "b"):
         generate_city(tmp_path / name, residents=400, days=4, seed=7)
@@ -192,7 +192,7 @@ def test_the_generator_is_deterministic(tmp_path):
 
 
 def test_the_shipped_sample_is_what_the_generator_makes(tmp_path):
-    from trace24.samplecity import generate_city
+    from samplecity import generate_city
 
     generate_city(tmp_path, residents=3000, days=5, seed=2020)
     for made in sorted((tmp_path / "landing").rglob("*.*")) + sorted((tmp_path / "truth").rglob("*.*")):

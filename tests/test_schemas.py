@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from schemas import SCHEMAS_DIR, SchemaError, load_schemas
 from tests.conftest import ingest_landing, query, write_csv
-from transforms import landing
-from transforms.validate import expectations_for
+from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError, load_schemas
+from trace24.transforms.ingest import landing
+from trace24.transforms.ingest.validate import expectations_for
 
 CITY_B_HEADER = ["门诊号", "机构代码", "机构名称", "就诊日期", "患者姓名", "性别", "年龄", "证件号码", "手机", "住址",
                  "腋温", "主诉症状", "CT结果", "WBC", "LYM", "初步诊断", "处理"]
@@ -73,7 +73,7 @@ def test_the_reference_maps_are_still_chosen_for_reference_files(day1, db_path, 
     (schemas_copy / "column_maps" / "cityb_fever_clinic.yaml").write_text(CITY_B_MAP, encoding="utf-8")
     schemas = load_schemas(schemas_copy)
     header = list(schemas.column_maps["hospital_fever_clinic"].columns)
-    from transforms.raw import choose_column_map
+    from trace24.transforms.ingest.raw import choose_column_map
 
     assert choose_column_map(schemas, "fever_clinic", header).name == "hospital_fever_clinic"
     assert choose_column_map(schemas, "fever_clinic", CITY_B_HEADER).name == "cityb_fever_clinic"

@@ -20,7 +20,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from schemas.published import load_published
 from tests.conftest import (
     BIN,
     DAY_1,
@@ -34,7 +33,8 @@ from tests.conftest import (
     stop,
     write_csv,
 )
-from transforms.database import quote
+from trace24.schemas.published import load_published
+from trace24.transforms.database import quote
 
 DAY_2 = "2020-02-15"   # as of the end of the last delivery day
 # Tables that log the runs themselves (when, which run id); everything else is a result.
@@ -178,7 +178,7 @@ def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_
 
     from prefect.client.orchestration import get_client
 
-    from flows.daily import daily_tracing
+    from trace24.flows.daily import daily_tracing
 
     write_csv(day1 / "cdc" / "lab_results.csv", LAB_HEADER, [lab_row("S1")])
     arguments = {"landing_dir": day1.parent, "db_path": tmp_path / "t.duckdb", "out_dir": tmp_path / "lists",

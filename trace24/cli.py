@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trace24 import PROJECT_ROOT
+from trace24.schemas.rules import DEFAULT_PROFILE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="trace24: agency extracts to four-categories lists within 24 hours.")
@@ -18,38 +18,56 @@ console = Console(width=None if Console().is_terminal else 160)
 
 
 def _prefect_defaults() -> None:
-    """A project-local Prefect home and quiet telemetry unless the user set their own."""
-    os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
+    """A Prefect home in the folder trace24 runs from, and quiet telemetry, unless the user set their own."""
+    os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _configuration_error_stops(read, *args, **kwargs):
+    """``read(...)``; a broken configuration file ends the command with its message and exit code 2."""
+    from trace24.schemas.contracts import SchemaError
+
+    try:
+        return read(*args, **kwargs)
+    except SchemaError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _check_configuration(db: Path, **options):
+    """The run's settings, read before the flow engine starts: a broken file stops here, named."""
+    from trace24.settings import RunSettings
+
+    return _configuration_error_stops(RunSettings.build, db, **options)
+
+
+PROFILE_OPTION = typer.Option(DEFAULT_PROFILE, "--profile",
+                              help="Rule profile under the contracts' rules/ folder (or a .yaml path).")
+SCHEMAS_OPTION = typer.Option(None, "--schemas", file_okay=False,
+                              help="Another contracts folder, whole (feeds, column maps, rules, lists, linkage).")
+FACILITIES_OPTION = typer.Option(None, "--facilities", dir_okay=False, exists=True,
+                                 help="Another facilities file; default: facilities.yaml of the contracts.")
+SNAPSHOT_OPTION = typer.Option(None, "--snapshot", dir_okay=False,
+                               help="The read-only snapshot to publish; default: <db>_read.duckdb beside DB.")
 
 
 @app.command()
 def ingest(
     landing: Path = typer.Option(..., "--landing", exists=True, file_okay=False, help="Landing folder."),
     db: Path = typer.Option(..., "--db", dir_okay=False, help="DuckDB file (created if missing)."),
-    schemas: Path = typer.Option(None, "--schemas", file_okay=False, help="Another schemas/ folder."),
+    schemas: Path = SCHEMAS_OPTION,
     validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
 ) -> None:
     """Load every new delivery under LANDING into DB, and print the load audit."""
     _prefect_defaults()
-    from schemas import SchemaError, load_schemas
-
-    try:
-        load_schemas(schemas)  # fail fast, before the flow engine starts
-    except SchemaError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    from flows.ingest import ingest_flow
+    _check_configuration(db, schemas_dir=schemas)
+    from trace24.flows.ingest import ingest_flow
 
     db.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        result = ingest_flow(landing_dir=landing, db_path=db, schemas_dir=schemas, run_validation=validate,
-                             progress=console.is_terminal)
-    except SchemaError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    result = _configuration_error_stops(ingest_flow, landing_dir=landing, db_path=db, schemas_dir=schemas,
+                                        run_validation=validate, progress=console.is_terminal)
     if result["warnings"]:
         console.print(f"[yellow]{len(result['warnings'])} delivery warnings[/yellow] (table delivery_warnings)")
     print_audit(db, result["run_id"])
@@ -63,7 +81,7 @@ def ingest(
 def print_audit(db: Path, run_id: int) -> None:
     import duckdb
 
-    from transforms.ingest import audit_summary
+    from trace24.transforms.ingest.load import audit_summary
 
     with duckdb.connect(str(db), read_only=True) as con:
         rows = audit_summary(con, run_id)
@@ -87,25 +105,19 @@ def link(
                                         help="Analysts' decisions (CSV); default: reviewed_pairs.csv next to DB."),
     review_csv: Path = typer.Option(None, "--review-csv", dir_okay=False,
                                     help="Where to write the review queue; default: link_review.csv next to DB."),
-    schemas: Path = typer.Option(None, "--schemas", file_okay=False, help="Another schemas/ folder."),
+    schemas: Path = SCHEMAS_OPTION,
 ) -> None:
     """Resolve persons across agencies and assign each a community; print the counts."""
     _prefect_defaults()
-    from schemas import SchemaError
-    from transforms import linkage
+    from trace24.transforms.persons import linkage
 
-    reviewed_pairs = reviewed_pairs or db.with_name("reviewed_pairs.csv")
-    review_csv = review_csv or db.with_name("link_review.csv")
-    try:
-        linkage.load_profile(schemas / "linkage.yaml" if schemas else None)
-        linkage.read_reviewed_pairs(reviewed_pairs)
-    except SchemaError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    from flows.identity import identity_flow
+    settings = _check_configuration(db, schemas_dir=schemas, review_csv=review_csv, reviewed_pairs=reviewed_pairs)
+    _configuration_error_stops(linkage.read_reviewed_pairs, settings.reviewed_pairs)
+    reviewed_pairs = settings.reviewed_pairs
+    from trace24.flows.identity import identity_flow
 
-    result = identity_flow(db_path=db, review_csv=review_csv, reviewed_pairs=reviewed_pairs, schemas_dir=schemas,
-                           linkage_profile=schemas / "linkage.yaml" if schemas else None)
+    result = identity_flow(db_path=db, review_csv=settings.review_csv, reviewed_pairs=reviewed_pairs,
+                           schemas_dir=schemas)
     table = Table(title="identity")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -129,22 +141,17 @@ def link(
 @app.command()
 def exposures(
     db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file after ingest and link."),
-    profile: str = typer.Option("nhc-v6", "--profile", help="Rule profile under schemas/rules/ (or a .yaml path)."),
+    profile: str = PROFILE_OPTION,
     as_of: datetime = typer.Option(None, "--as-of", help="What the run may know; default: end of last delivery day."),
+    schemas: Path = SCHEMAS_OPTION,
+    facilities: Path = FACILITIES_OPTION,
 ) -> None:
     """Cases and their infectious windows, exposures by the profile's rules, and the contact graph."""
     _prefect_defaults()
-    from schemas import SchemaError
-    from schemas.rules import load_rule_profile
+    _check_configuration(db, profile=profile, schemas_dir=schemas, facilities_path=facilities)
+    from trace24.flows.exposures import exposure_flow
 
-    try:
-        load_rule_profile(profile)
-    except SchemaError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    from flows.exposures import exposure_flow
-
-    result = exposure_flow(db_path=db, profile=profile, as_of=as_of)
+    result = exposure_flow(db_path=db, profile=profile, as_of=as_of, schemas_dir=schemas, facilities_path=facilities)
     table = Table(title=f"exposures ({result['profile']}, as of {result['as_of']})")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -164,32 +171,25 @@ def run(
     out: Path = typer.Option(..., "--out", file_okay=False, help="Where the lists go: OUT/<as-of date>/..."),
     as_of: datetime = typer.Option(None, "--as-of",
                                    help="What the run may know (deliveries of earlier days); default: everything."),
-    profile: str = typer.Option("nhc-v6", "--profile", help="Rule profile under schemas/rules/ (or a .yaml path)."),
+    profile: str = PROFILE_OPTION,
     truth: Path = typer.Option(None, "--truth", exists=True, file_okay=False,
                                help="A generated city's truth folder: print precision and recall per category."),
     validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
-    snapshot: Path = typer.Option(None, "--snapshot", dir_okay=False,
-                                  help="The read-only snapshot to publish; default: <db>_read.duckdb beside DB."),
+    snapshot: Path = SNAPSHOT_OPTION,
+    schemas: Path = SCHEMAS_OPTION,
+    facilities: Path = FACILITIES_OPTION,
 ) -> None:
     """Every stage end to end: ingest, identity, exposures, the four categories, the lists, the clock,
     then the read-only snapshot for epidemiologists."""
     _prefect_defaults()
-    from schemas import SchemaError
-    from schemas.rules import load_rule_profile
-    from transforms.community_lists import load_layout
-
-    try:
-        load_rule_profile(profile)
-        load_layout()
-    except SchemaError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    from flows.daily import daily_tracing
+    _check_configuration(db, profile=profile, schemas_dir=schemas, facilities_path=facilities)
+    from trace24.flows.daily import daily_tracing
 
     db.parent.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     result = daily_tracing(landing_dir=landing, db_path=db, out_dir=out, as_of=as_of, profile=profile,
-                           run_validation=validate, progress=console.is_terminal, snapshot_path=snapshot)
+                           run_validation=validate, progress=console.is_terminal, snapshot_path=snapshot,
+                           schemas_dir=schemas, facilities_path=facilities)
     table = Table(title=f"trace24 run as of {result['as_of']} ({result['profile']})")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -226,12 +226,13 @@ def serve(
     landing: Path = typer.Option(..., "--landing", exists=True, file_okay=False, help="Landing folder."),
     db: Path = typer.Option(..., "--db", dir_okay=False, help="DuckDB file (created if missing)."),
     out: Path = typer.Option(..., "--out", file_okay=False, help="Where the lists go: OUT/<as-of date>/..."),
-    profile: str = typer.Option("nhc-v6", "--profile", help="Rule profile under schemas/rules/ (or a .yaml path)."),
+    profile: str = PROFILE_OPTION,
     cron: str = typer.Option("0 * * * *", "--cron", help="When to run (cron, the server's time zone); default hourly."),
     name: str = typer.Option("scheduled", "--name", help="The deployment's name in the Prefect UI."),
-    snapshot: Path = typer.Option(None, "--snapshot", dir_okay=False,
-                                  help="The read-only snapshot to publish; default: <db>_read.duckdb beside DB."),
+    snapshot: Path = SNAPSHOT_OPTION,
     validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
+    schemas: Path = SCHEMAS_OPTION,
+    facilities: Path = FACILITIES_OPTION,
 ) -> None:
     """Run the daily flow on a schedule against a Prefect server, until stopped (Ctrl-C).
 
@@ -240,28 +241,23 @@ def serve(
     _prefect_defaults()
     from prefect.settings import PREFECT_API_URL
 
-    from schemas import SchemaError
-    from schemas.rules import load_rule_profile
-
     if not PREFECT_API_URL.value():
         console.print("[red]No Prefect server:[/red] a schedule needs one. Start it with `prefect server start` "
                       "and set PREFECT_API_URL=http://127.0.0.1:4200/api (see the README).")
         raise typer.Exit(2)
-    try:
-        load_rule_profile(profile)
-    except SchemaError as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    _check_configuration(db, profile=profile, schemas_dir=schemas, facilities_path=facilities)
     from prefect.deployments.runner import EntrypointType
 
-    from flows.daily import daily_tracing
+    from trace24.flows.daily import daily_tracing
 
     db.parent.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     # Absolute paths: the served runs start in their own processes.
     parameters = {"landing_dir": str(landing.resolve()), "db_path": str(db.resolve()), "out_dir": str(out.resolve()),
                   "profile": profile, "run_validation": validate,
-                  "snapshot_path": str(snapshot.resolve()) if snapshot else None}
+                  "snapshot_path": str(snapshot.resolve()) if snapshot else None,
+                  "schemas_dir": str(schemas.resolve()) if schemas else None,
+                  "facilities_path": str(facilities.resolve()) if facilities else None}
     daily_tracing.serve(name=name, cron=cron, parameters=parameters, tags=["trace24"],
                         description="trace24: new deliveries to lists, clock and snapshot",
                         entrypoint_type=EntrypointType.MODULE_PATH)
@@ -269,12 +265,12 @@ def serve(
 
 @app.command()
 def dictionary(
-    out: Path = typer.Option(PROJECT_ROOT / "docs" / "data-dictionary.md", "--out", dir_okay=False,
+    out: Path = typer.Option(Path("docs/data-dictionary.md"), "--out", dir_okay=False,
                              help="Where to write the data dictionary (Markdown)."),
 ) -> None:
     """Write the data dictionary of the published tables, generated from schemas/published/."""
-    from schemas.published import load_published
     from trace24.data_dictionary import render
+    from trace24.schemas.published import load_published
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(load_published()), encoding="utf-8")
@@ -284,44 +280,27 @@ def dictionary(
 @app.command()
 def evaluate(
     db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file after ingest and link."),
-    truth: Path = typer.Option(PROJECT_ROOT / "data" / "sample" / "truth", "--truth", exists=True, file_okay=False,
+    truth: Path = typer.Option(Path("data/sample/truth"), "--truth", exists=True, file_okay=False,
                                help="The generator's truth folder."),
 ) -> None:
     """Link precision and recall, community accuracy and close contacts, against a generated city's truth."""
     import duckdb
 
-    from trace24.evaluation import (
-        evaluate_categories,
-        evaluate_contacts,
-        evaluate_identity,
-        format_categories,
-        format_contacts,
-        format_report,
-    )
+    from trace24.evaluation import evaluation_report
 
     with duckdb.connect(str(db), read_only=True) as con:
-        console.print(format_report(evaluate_identity(con, truth)))
-        has_contacts = con.execute("SELECT count(*) FROM information_schema.tables "
-                                   "WHERE table_name = 'core_contacts'").fetchall()[0][0]
-        if has_contacts:
-            console.print()
-            console.print(format_contacts(evaluate_contacts(con, truth)))
-        has_categories = con.execute("SELECT count(*) FROM information_schema.tables "
-                                     "WHERE table_name = 'four_categories'").fetchall()[0][0]
-        if has_categories:
-            console.print()
-            console.print(format_categories(evaluate_categories(con, truth)))
+        console.print(evaluation_report(con, truth))
 
 
 @app.command()
 def sample(
-    out: Path = typer.Option(PROJECT_ROOT / "data" / "sample", "--out", help="Where to write landing/ and truth/."),
+    out: Path = typer.Option(Path("data/sample"), "--out", help="Where to write landing/ and truth/."),
     residents: int = typer.Option(3000, help="Residents in the register."),
     days: int = typer.Option(5, help="Delivery days."),
     seed: int = typer.Option(2020, help="Random seed; the same seed gives the same files."),
 ) -> None:
     """Generate the sample city (deterministic)."""
-    from trace24.samplecity import generate_city
+    from samplecity import generate_city
 
     summary = generate_city(out, residents=residents, days=days, seed=seed)
     console.print(summary)

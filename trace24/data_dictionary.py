@@ -1,4 +1,4 @@
-"""The data dictionary of the published tables, rendered as Markdown from ``schemas/published/``.
+"""The data dictionary of the published tables, rendered as Markdown from ``trace24/schemas/published/``.
 
 Nothing here knows a table: every word comes from the contracts, so the dictionary cannot drift
 from what the snapshot holds (a test compares both with the sample city's snapshot, and the
@@ -7,7 +7,7 @@ committed ``docs/data-dictionary.md`` with this rendering).
 
 from __future__ import annotations
 
-from schemas.published import Published
+from trace24.schemas.published import Published
 
 HOW_TO_OPEN = """\
 Every run of `trace24 run` (or a scheduled run of `trace24 serve`) ends by publishing a read-only
@@ -36,7 +36,8 @@ def _cell(text: str) -> str:
 def render(published: Published) -> str:
     """The whole dictionary: how to open the snapshot, every table and column, the example queries."""
     lines = ["# trace24 data dictionary", "",
-             "Generated from `schemas/published/` by `trace24 dictionary`: edit the contracts there, not this file.",
+             "Generated from `trace24/schemas/published/` by `trace24 dictionary`: edit the contracts there, "
+             "not this file.",
              "", "## Opening the snapshot", "", HOW_TO_OPEN, "", "## Tables", ""]
     for stage in published.stages:
         for table in stage.tables:

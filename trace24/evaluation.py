@@ -213,3 +213,15 @@ def format_categories(rows) -> str:
     for category, found, true, correct, precision, recall in rows:
         lines.append(f"{category:<20}{found:>7,}{true:>7,}{correct:>9,}{precision:>11.4f}{recall:>9.4f}")
     return "\n".join(lines)
+
+
+def evaluation_report(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> str:
+    """Every evaluation the store's stages allow: links and communities, then close contacts and
+    categories once those stages have run."""
+    tables = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    parts = [format_report(evaluate_identity(con, truth_dir))]
+    if "core_contacts" in tables:
+        parts.append(format_contacts(evaluate_contacts(con, truth_dir)))
+    if "four_categories" in tables:
+        parts.append(format_categories(evaluate_categories(con, truth_dir)))
+    return "\n\n".join(parts)

@@ -2,7 +2,7 @@
 
 This is the reference implementation: the sample-city generator uses it to make valid and
 deliberately broken numbers, and the tests use it as the oracle for the SQL normalisers in
-``transforms/normalise.py``, which are what the pipeline runs. Nothing here touches a database.
+``trace24/transforms/normalise.py``, which are what the pipeline runs. Nothing here touches a database.
 """
 
 from __future__ import annotations

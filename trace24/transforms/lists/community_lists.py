@@ -1,0 +1,306 @@
+"""Out layer: the per-community lists, what each office must do and by when.
+
+What belongs here: the SQL that turns ``four_categories`` and ``persons`` into list rows (masked ID
+numbers, the action and its deadline, a 判定依据 sentence a grid worker understands, pseudonymous
+case codes), their status against the previous delivered list (新增, 变更, 在管, 解除), the table
+``out_list_rows`` of every row ever delivered (the clock reads it), and writing the files with a
+``manifest.json``, all or nothing. What does not: classification (``categories.py``), cell
+escaping and file naming (``csv_out.py``). Chinese text comes from ``schemas/community_lists.yaml``.
+
+Privacy: a row carries name, sex, age, phone, masked ID, address, special group, category, action,
+deadline, basis and case codes, nothing else; a file holds the residents of one community only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
+from trace24.schemas.rules import RuleProfile
+from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, safe_file_name, write_csv_text
+from trace24.transforms.database import bound_parameters
+
+LAYOUT_FILE = SCHEMAS_DIR / "community_lists.yaml"
+SETTING_KEYS = ("household", "hotel", "train", "flight", "bus", "ward", "workplace", "meal", "transport",
+                "healthcare", "other", "venue_close", "venue_general")
+REASON_KEYS = ("confirmed_case", "asymptomatic_case", "suspected_case_report", "hospital_diagnosis",
+               "clinical_rule", "fever_clinic_visit")
+
+
+@dataclass(frozen=True)
+class ListLayout:
+    headers: tuple[str, ...]
+    statuses: dict[str, str]
+    categories: dict[str, str]
+    unplaced_file: str
+    unknown_district: str
+    observation_until: str
+    source_kinds: dict[str, str]
+    basis: dict[str, str]
+
+
+def load_layout(path: Path | None = None) -> ListLayout:
+    path = Path(path or LAYOUT_FILE)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        layout = ListLayout(tuple(data["headers"]), dict(data["statuses"]), dict(data["categories"]),
+                            str(data["unplaced_file"]), str(data["unknown_district"]),
+                            str(data["observation_until"]), dict(data["source_kinds"]), dict(data["basis"]))
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise SchemaError(f"{path}: broken list layout: {exc!r}") from exc
+    missing = [k for k in (*SETTING_KEYS, *REASON_KEYS) if k not in layout.basis]
+    missing += [k for k in ("new", "changed", "unchanged", "released") if k not in layout.statuses]
+    if missing or len(layout.headers) != len(LIST_COLUMNS):
+        raise SchemaError(f"{path}: missing {', '.join(missing) or f'headers (need {len(LIST_COLUMNS)})'}")
+    return layout
+
+
+# The columns of a list row, in the order of the layout's headers.
+LIST_COLUMNS = ("status", "category_label", "name", "sex", "age", "phone", "masked_id_number", "grid", "compound",
+                "building", "unit", "room", "address_text", "special_group", "action", "action_due", "basis",
+                "case_codes")
+CONTENT_COLUMNS = LIST_COLUMNS[1:]   # a change in any of these makes a row 变更
+
+LIST_ROWS_SQL = """
+CREATE OR REPLACE TEMP TABLE current_list_rows AS
+WITH categories AS (
+    SELECT * FROM four_categories
+),
+people AS (
+    SELECT * FROM persons WHERE merged_into_person_id IS NULL
+),
+communities AS (
+    SELECT community_code, arg_max(street, (delivery_date, load_id)) AS street
+    FROM staged_communities WHERE is_current AND NOT is_deleted
+    GROUP BY community_code
+),
+special_groups AS (
+    SELECT pr.person_id, arg_max(s.special_group, (s.delivery_date, s.load_id, s.source_row_number)) AS special_group
+    FROM staged_residents AS s
+    JOIN person_records AS pr ON pr.feed = 'residents' AND pr.load_id = s.load_id
+                             AND pr.source_row_number = s.source_row_number
+    WHERE s.is_current AND NOT s.is_deleted AND pr.person_id IN (SELECT person_id FROM categories)
+    GROUP BY pr.person_id
+),
+evidence_rows AS (
+    SELECT c.person_id, e.ev.feed AS feed, e.ev.load_id AS load_id, e.ev.source_row_number AS source_row_number
+    FROM categories AS c, unnest(c.evidence) AS e(ev)
+    WHERE c.category IN ('close_contact', 'secondary_contact')
+),
+details AS (
+    -- Where it happened, from the evidence: the trip and car, the hotel, the ward, the venue.
+    SELECT r.person_id,
+           min(t.trip_number) AS trip, min(t.car) AS car, min(h.hotel_name) AS hotel, min(w.ward) AS ward,
+           min(v.venue_name) AS venue
+    FROM evidence_rows AS r
+    LEFT JOIN staged_transport AS t ON r.feed = 'transport' AND t.load_id = r.load_id
+                                   AND t.source_row_number = r.source_row_number
+    LEFT JOIN staged_lodging AS h ON r.feed = 'lodging' AND h.load_id = r.load_id
+                                 AND h.source_row_number = r.source_row_number
+    LEFT JOIN staged_inpatients AS w ON r.feed = 'inpatients' AND w.load_id = r.load_id
+                                    AND w.source_row_number = r.source_row_number
+    LEFT JOIN staged_place_scans AS v ON r.feed = 'place_scans' AND v.load_id = r.load_id
+                                     AND v.source_row_number = r.source_row_number
+    GROUP BY r.person_id
+),
+keyed AS (
+    SELECT *,
+           CASE WHEN category = 'confirmed' AND is_asymptomatic THEN 'asymptomatic' ELSE category END AS label_key,
+           CASE WHEN category IN ('close_contact', 'secondary_contact') THEN setting ELSE reason END AS basis_key,
+           CASE WHEN category = 'secondary_contact' THEN 'contact'
+                WHEN all_sources_asymptomatic THEN 'asymptomatic' ELSE 'confirmed' END AS kind_key
+    FROM categories
+),
+rows AS (
+    SELECT c.person_id, c.category, p.community_code, p.community_name, m.street,
+           coalesce(p.district, $unknown_district) AS district,
+           map($category_labels_keys, $category_labels_values)[c.label_key] AS category_label,
+           coalesce(p.name, '') AS name, coalesce(p.sex, '') AS sex,
+           coalesce(CAST(date_sub('year', p.birth_date, CAST($as_of AS DATE)) AS VARCHAR), '') AS age,
+           coalesce(p.phone, '') AS phone,
+           CASE WHEN p.id_number IS NULL THEN ''
+                WHEN length(p.id_number) > 10
+                THEN left(p.id_number, 6) || repeat('*', length(p.id_number) - 10) || right(p.id_number, 4)
+                ELSE repeat('*', length(p.id_number) - 2) || right(p.id_number, 2) END AS masked_id_number,
+           coalesce(p.grid, '') AS grid, coalesce(p.compound, '') AS compound,
+           coalesce(p.building, '') AS building, coalesce(p.unit, '') AS unit, coalesce(p.room, '') AS room,
+           CASE WHEN p.is_in_register THEN '' ELSE coalesce(p.address_text, '') END AS address_text,
+           coalesce(g.special_group, '') AS special_group,
+           map($actions_keys, $actions_values)[c.action_key]
+             || CASE WHEN c.observation_ends_on IS NOT NULL AND c.category IN ('fever', 'close_contact',
+                                                                              'secondary_contact')
+                     THEN replace($observation_until, '{date}', strftime(c.observation_ends_on, '%Y-%m-%d'))
+                     ELSE '' END AS action,
+           strftime(c.action_due_at, '%Y-%m-%d %H:%M') AS action_due,
+           replace(replace(replace(replace(replace(replace(
+               map($basis_keys, $basis_values)[c.basis_key],
+               '{kind}', map($source_kinds_keys, $source_kinds_values)[c.kind_key]),
+               '{trip}', coalesce(d.trip, '')), '{car}', coalesce(d.car, '')), '{hotel}', coalesce(d.hotel, '')),
+               '{ward}', coalesce(d.ward, '')), '{venue}', coalesce(d.venue, '')) AS basis,
+           coalesce(array_to_string(c.source_case_codes, '、'), '') AS case_codes,
+           -- Sort keys: numbers in building, unit and room sort as numbers (2栋 before 10栋).
+           TRY_CAST(regexp_extract(p.building, '[0-9]+') AS INTEGER) AS building_number,
+           TRY_CAST(regexp_extract(p.unit, '[0-9]+') AS INTEGER) AS unit_number,
+           TRY_CAST(regexp_extract(p.room, '[0-9]+') AS INTEGER) AS room_number
+    FROM keyed AS c
+    JOIN people AS p USING (person_id)
+    LEFT JOIN communities AS m USING (community_code)
+    LEFT JOIN special_groups AS g USING (person_id)
+    LEFT JOIN details AS d USING (person_id)
+)
+SELECT * FROM rows
+"""
+
+OUT_ROWS_DDL = """
+CREATE TABLE IF NOT EXISTS out_list_rows (
+    as_of TIMESTAMP NOT NULL,           -- the run that delivered the list
+    list_file VARCHAR NOT NULL,         -- relative to the as-of folder
+    district VARCHAR NOT NULL,
+    community_code VARCHAR,             -- NULL on a district's unplaced list
+    person_id BIGINT NOT NULL,
+    category VARCHAR,                   -- NULL on a 解除 row
+    status VARCHAR NOT NULL,            -- new, changed, unchanged, released
+    row_values VARCHAR[] NOT NULL,      -- the cells as written, in header order
+    sort_key VARCHAR NOT NULL
+)"""
+
+# Rows of this run against the last list delivered before it (a rerun at the same as-of compares
+# with the same earlier list, so it writes the same bytes).
+DIFF_SQL = """
+CREATE OR REPLACE TEMP TABLE delivered_rows AS
+WITH previous_as_of AS (
+    SELECT max(as_of) AS as_of FROM out_list_rows WHERE as_of < $as_of
+),
+previous AS (
+    SELECT o.* FROM out_list_rows AS o, previous_as_of AS p
+    WHERE o.as_of = p.as_of AND o.status <> 'released'
+),
+current_rows AS (
+    SELECT *,
+           CASE WHEN community_code IS NULL THEN district || '/' || $unplaced_file
+                ELSE district || '/' || coalesce(street, '') || '/' || community_code || '_'
+                     || coalesce(community_name, '') || '.csv' END AS list_key,
+           [category_label, name, sex, age, phone, masked_id_number, grid, compound, building, unit, room,
+            address_text, special_group, action, action_due, basis, case_codes] AS content,
+           concat_ws('|', coalesce(grid, ''), lpad(coalesce(CAST(building_number AS VARCHAR), ''), 9, '0'), building,
+                     lpad(coalesce(CAST(unit_number AS VARCHAR), ''), 9, '0'), unit,
+                     lpad(coalesce(CAST(room_number AS VARCHAR), ''), 9, '0'), room, name,
+                     lpad(CAST(person_id AS VARCHAR), 12, '0')) AS sort_key
+    FROM current_list_rows
+),
+now AS (
+    SELECT c.list_key AS list_file, c.district, c.community_code, c.person_id, c.category,
+           CASE WHEN p.person_id IS NULL THEN 'new'
+                WHEN p.row_values[2:] <> c.content THEN 'changed' ELSE 'unchanged' END AS status,
+           c.content, c.sort_key
+    FROM current_rows AS c
+    LEFT JOIN previous AS p ON p.person_id = c.person_id AND p.list_file = c.list_key
+),
+released AS (
+    -- On the previous list, not on this one: the office lifts the measures (or the person moved).
+    SELECT p.list_file, p.district, p.community_code, p.person_id, NULL AS category, 'released' AS status,
+           -- Cells 2-14 (category to special group) as they were; the action 解除管控, no deadline.
+           list_concat(p.row_values[2:14], [map($actions_keys, $actions_values)['released'], '',
+                                            p.row_values[17], p.row_values[18]]) AS content,
+           p.sort_key
+    FROM previous AS p
+    LEFT JOIN now AS n ON n.person_id = p.person_id AND n.list_file = p.list_file
+    WHERE n.person_id IS NULL
+)
+SELECT list_file, district, community_code, person_id, category, status,
+       list_concat([map($status_labels_keys, $status_labels_values)[status]], content) AS row_values, sort_key
+FROM (SELECT * FROM now UNION ALL SELECT * FROM released)
+ORDER BY list_file, sort_key
+"""
+
+
+def list_parameters(layout: ListLayout, profile: RuleProfile, as_of: dt.datetime) -> dict:
+    # Lookups travel as key and value lists, used as map(keys, values)[key]: a bound struct
+    # cannot be indexed by a column.
+    lookups = {"category_labels": layout.categories, "actions": profile.categories.actions, "basis": layout.basis,
+               "source_kinds": layout.source_kinds, "status_labels": layout.statuses}
+    params = {"as_of": as_of, "unknown_district": layout.unknown_district,
+              "observation_until": layout.observation_until, "unplaced_file": layout.unplaced_file}
+    for name, mapping in lookups.items():
+        params[f"{name}_keys"], params[f"{name}_values"] = list(mapping), list(mapping.values())
+    return params
+
+
+def build_list_rows(con: duckdb.DuckDBPyConnection, params: dict) -> int:
+    """Compute this run's rows and their status, and record them in ``out_list_rows``."""
+    con.execute(OUT_ROWS_DDL)
+    for sql in (LIST_ROWS_SQL, DIFF_SQL):
+        con.execute(sql, bound_parameters(sql, params))
+    con.execute("DELETE FROM out_list_rows WHERE as_of = $as_of", {"as_of": params["as_of"]})
+    con.execute("INSERT INTO out_list_rows SELECT $as_of, * FROM delivered_rows", {"as_of": params["as_of"]})
+    return con.execute("SELECT count(*) FROM delivered_rows").fetchall()[0][0]
+
+
+def _folder_path(root: Path, list_file: str) -> Path:
+    """The file for a list key: every part made safe, so data cannot point outside ``root``."""
+    parts = [safe_file_name(part) for part in list_file.split("/")]
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"list path {list_file!r} leaves the output folder")
+    return path
+
+
+def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Path, as_of: dt.datetime,
+                profile: str) -> dict:
+    """Write every list of this run under ``staging`` and its ``manifest.json``; return the manifest."""
+    # Each file's lines are joined in the database: a city's rows fetched one by one into Python
+    # cost more than the writing.
+    files = con.execute(f"""
+        SELECT list_file, count(*) AS row_count,
+               string_agg({csv_line_sql('row_values')} || chr(13) || chr(10), '' ORDER BY sort_key) AS body
+        FROM delivered_rows GROUP BY list_file ORDER BY list_file""", {"formula_start": FORMULA_START}).fetchall()
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for list_file, kind, key, count in con.execute("""
+            SELECT list_file, 'by_category', category, count(*) FROM delivered_rows
+            WHERE category IS NOT NULL GROUP BY ALL
+            UNION ALL
+            SELECT list_file, 'by_status', status, count(*) FROM delivered_rows GROUP BY ALL""").fetchall():
+        counts.setdefault((list_file, kind), {})[key] = count
+    entries = []
+    for list_file, row_count, body in files:
+        path = _folder_path(staging, list_file)
+        sha256 = write_csv_text(path, layout.headers, body)
+        entries.append({"file": path.relative_to(staging).as_posix(), "rows": row_count,
+                        "by_category": dict(sorted(counts.get((list_file, "by_category"), {}).items())),
+                        "by_status": dict(sorted(counts.get((list_file, "by_status"), {}).items())),
+                        "sha256": sha256})
+    manifest = {"as_of": as_of.isoformat(sep=" "), "profile": profile, "files": entries,
+                "rows": sum(e["rows"] for e in entries)}
+    (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
+                                           encoding="utf-8")
+    return manifest
+
+
+def staging_folder(out_dir: Path, as_of: dt.datetime) -> Path:
+    """An empty folder next to the final one, on the same file system (so the swap is a rename)."""
+    # A run killed while writing leaves its staging folder; one store has one writer (DuckDB's
+    # lock), so any folder left for this day is a dead run's.
+    for stale in out_dir.glob(f".partial-{as_of:%Y-%m-%d}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = out_dir / f".partial-{as_of:%Y-%m-%d}-{os.getpid()}"
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, out_dir: Path, as_of: dt.datetime) -> Path:
+    """Replace ``out/<as-of date>`` by the staging folder: readers see the old lists or the new, whole."""
+    final = out_dir / f"{as_of:%Y-%m-%d}"
+    old = out_dir / f".old-{as_of:%Y-%m-%d}-{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
