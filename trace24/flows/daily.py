@@ -1,12 +1,13 @@
 """The daily tracing flow: every stage, landing folder to community lists, the clock and the snapshot.
 
-Only wiring lives here. Each stage is its own flow (``trace24 ingest`` and ``link`` run them alone),
-run here as a step of this flow: ingest (new deliveries only), identity, exposures, lists, then the
-contact graph and validation of the new loads (no list needs either, so the lists do not wait for
-them). Then the run publishes: a read-only snapshot of the published tables swapped in whole, and
-Prefect artifacts that sum the run up (counts only). Each stage commits whole or not at all and
-recomputes from what is stored, so a run killed anywhere and run again ends where an uninterrupted
-run ends; the snapshot changes only when a run finishes.
+Only wiring lives here. Each stage is its own flow (``trace24 ingest``, ``link`` and ``exposures``
+run them alone), run here as a step of this flow with the run's settings, read once: ingest (new
+deliveries only), identity, exposures, lists, then the contact graph and validation of the new loads
+(no list needs either, so the lists do not wait for them). Then the run publishes: a read-only
+snapshot of the published tables swapped in whole, and Prefect artifacts that sum the run up (counts
+only). Each stage commits whole or not at all and recomputes from what is stored, so a run killed
+anywhere and run again ends where an uninterrupted run ends; the snapshot changes only when a run
+finishes.
 """
 
 

@@ -1,9 +1,9 @@
 """The exposure flow: cases and windows → exposures and contacts → the contact graph tables.
 
-Only wiring lives here; the steps are in ``trace24/transforms/contacts/``: ``exposures.py`` and ``contact_graph.py``.
-Everything runs in one transaction: a run that fails half-way leaves the previous results whole.
-The daily flow builds the graph tables (epidemiologists' tables, which no list needs) with
-``graph_flow`` after the lists are out instead.
+Only wiring lives here; the steps are in ``trace24/transforms/contacts/``: ``exposures.py`` and
+``contact_graph.py``. Everything runs in one transaction: a run that fails half-way leaves the
+previous results whole. The daily flow builds the graph tables (epidemiologists' tables, which no
+list needs) with ``graph_stage`` after the lists are out instead.
 """
 
 

@@ -1,7 +1,7 @@
 """The identity flow: staged records → persons, person_records, link_review, person_communities.
 
-Only wiring lives here; the steps are in ``trace24/transforms/persons/``: ``identity.py``, ``linkage.py`` and
-``community.py``. Each step that writes is one transaction: a run that fails half-way leaves the
+Only wiring lives here; the steps are in ``trace24/transforms/persons/``: ``identity.py``,
+``linkage.py`` and ``community.py``. Each step that writes is one transaction: a run that fails half-way leaves the
 persons of the previous run as they were, and the next run finishes what it began. Linkage runs
 only when its inputs changed, and only the persons with new records are redone when nothing else
 moved (``linkage.plan_linkage``, ``identity.refresh_scope``).

@@ -1,8 +1,8 @@
 """The ingest flow: landing folder → raw → staged, validated, audited.
 
 Only wiring lives here: which step runs after which, with what retries. The steps are in
-``trace24/transforms/ingest/``. Files load one after another on one DuckDB connection (DuckDB allows one
-writer); each file is its own transaction, so an interrupted run keeps what it finished.
+``trace24/transforms/ingest/``. Files load one after another on one DuckDB connection (DuckDB allows
+one writer); each file is its own transaction, so an interrupted run keeps what it finished.
 """
 
 

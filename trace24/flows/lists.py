@@ -1,7 +1,7 @@
 """The lists flow: persons and exposures → the four categories, the community lists, the clock.
 
-Only wiring lives here; the steps are in ``trace24/transforms/lists/``: ``categories.py``, ``community_lists.py`` and
-``tracing_clock.py``. The tables are written in one transaction and the files into a staging
+Only wiring lives here; the steps are in ``trace24/transforms/lists/``: ``categories.py``,
+``community_lists.py`` and ``tracing_clock.py``. The tables are written in one transaction and the files into a staging
 folder that is swapped in after the commit: a run that fails leaves the previous tables and lists
 whole.
 """
