@@ -33,7 +33,6 @@ __all__ = ["DEFAULT_PROFILE", "RunSettings"]
 @dataclass(frozen=True)
 class RunSettings:
     db_path: Path
-    schemas_dir: Path
     schemas: Schemas             # feed contracts and column maps
     published: Published         # the published tables' contracts
     rules: RuleProfile
@@ -60,7 +59,6 @@ class RunSettings:
         root = Path(schemas_dir) if schemas_dir is not None else SCHEMAS_DIR
         return cls(
             db_path=db_path,
-            schemas_dir=root,
             schemas=load_schemas(root),
             published=load_published(root / "published"),
             rules=load_rule_profile(profile, root / "rules"),

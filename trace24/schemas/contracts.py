@@ -92,7 +92,8 @@ class Schemas:
         return sorted((m for m in self.column_maps.values() if m.feed == feed), key=lambda m: m.name)
 
 
-def _read_yaml(path: Path) -> dict:
+def read_mapping(path: Path) -> dict:
+    """A contract file's YAML, which must be a mapping; else ``SchemaError`` naming the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -103,7 +104,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _load_contract(path: Path) -> FeedContract:
-    data = _read_yaml(path)
+    data = read_mapping(path)
     where = str(path)
     feed = data.get("feed")
     if feed != path.stem:
@@ -200,7 +201,7 @@ def _person_roles(where: str, raw: object, fields: dict[str, FieldSpec]) -> dict
 
 
 def _load_column_map(path: Path, feeds: dict[str, FeedContract]) -> ColumnMap:
-    data = _read_yaml(path)
+    data = read_mapping(path)
     where = str(path)
     feed = data.get("feed")
     if feed not in feeds:

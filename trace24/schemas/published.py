@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from trace24.schemas.contracts import _IDENTIFIER, SCHEMAS_DIR, SchemaError
+from trace24.schemas.contracts import _IDENTIFIER, SCHEMAS_DIR, SchemaError, read_mapping
 
 PUBLISHED_DIR = SCHEMAS_DIR / "published"
 EXAMPLES_FILE = "examples.yaml"
@@ -40,7 +38,7 @@ class PublishedTable:
     # A history column (as_of): each run writes its own rows, so the snapshot carries the rows of
     # values it holds already (checked) and copies the rest, instead of every row every run.
     carried_by: str | None = None
-    owner: str = ""                     # the one stage that writes it (trace24/schemas/tables.py)
+    owner: str = ""                     # the one stage that writes it: its file's `owner`
     readers: tuple[str, ...] = ()       # the other stages and tools that read it
 
     @property
@@ -75,16 +73,6 @@ class Published:
         return next(t for t in self.tables if t.name == name)
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SchemaError(f"{path}: cannot read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SchemaError(f"{path}: expected a mapping at the top")
-    return data
-
-
 def _table(path: Path, stage: str, owner: str, name: str, spec) -> PublishedTable:
     where = f"{path}: table {name}"
     if not _IDENTIFIER.match(name) or not isinstance(spec, dict):
@@ -112,7 +100,7 @@ def _table(path: Path, stage: str, owner: str, name: str, spec) -> PublishedTabl
     if not isinstance(readers, list):
         raise SchemaError(f"{where}: 'readers' must be a list of stages")
     return PublishedTable(name, stage, str(spec["description"]).strip(), key, tuple(columns), withheld,
-                          carried_by, str(spec.get("owner") or owner), tuple(str(r) for r in readers))
+                          carried_by, owner, tuple(str(r) for r in readers))
 
 
 def load_published(directory: Path | None = None) -> Published:
@@ -121,7 +109,7 @@ def load_published(directory: Path | None = None) -> Published:
     stages = []
     for stage in STAGES:
         path = directory / f"{stage}.yaml"
-        data = _read(path)
+        data = read_mapping(path)
         if data.get("stage") != stage or not data.get("description") or not data.get("owner"):
             raise SchemaError(f"{path}: needs 'stage: {stage}', the stage that writes its tables under "
                               f"'owner' and a 'description'")
@@ -134,7 +122,7 @@ def load_published(directory: Path | None = None) -> Published:
         raise SchemaError(f"{directory}: a table is published twice: {twice}")
     examples = []
     path = directory / EXAMPLES_FILE
-    for item in _read(path).get("examples") or ():
+    for item in read_mapping(path).get("examples") or ():
         if not isinstance(item, dict) or not all(item.get(k) for k in ("title", "question", "sql")):
             raise SchemaError(f"{path}: every example needs a 'title', a 'question' and its 'sql'")
         examples.append(ExampleQuery(str(item["title"]), str(item["question"]).strip(), str(item["sql"]).strip()))

@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
+from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError, read_mapping
 from trace24.schemas.published import load_published
 
 # The stages in the order data flows through them: a module may read the tables of its own stage
@@ -33,13 +31,10 @@ class TableRole:
 
 
 def _read_internal(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SchemaError(f"{path}: cannot read: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("tables"), dict):
+    tables = read_mapping(path).get("tables")
+    if not isinstance(tables, dict):
         raise SchemaError(f"{path}: expected 'tables:' mapping each table to its owner, readers and description")
-    return data["tables"]
+    return tables
 
 
 def load_table_map(root: Path | None = None) -> dict[str, TableRole]:
