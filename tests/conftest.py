@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from trace24.schemas.contracts import load_schemas
+from trace24.schemas.contracts import SCHEMAS_DIR, load_schemas
 from trace24.transforms import database, normalise
 from trace24.transforms.ingest import landing, load
 
@@ -173,6 +174,14 @@ def day1(tmp_path) -> Path:
     folder = tmp_path / "landing" / "2020-02-10"
     folder.mkdir(parents=True)
     return folder
+
+
+@pytest.fixture
+def schemas_copy(tmp_path) -> Path:
+    """A copy of the shipped contracts folder (the YAML only), to change in a test."""
+    target = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS_DIR, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return target
 
 
 @pytest.fixture

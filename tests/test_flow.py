@@ -291,18 +291,14 @@ def test_the_peak_memory_a_run_reports_is_its_own_not_its_parents():
 
 
 def test_a_run_reads_its_settings_once_from_the_contracts_folder_it_is_given(prefect_engine, day1, tmp_path,
-                                                                             monkeypatch):
+                                                                             schemas_copy, monkeypatch):
     """`trace24 run --schemas` takes a whole contracts folder as `trace24 ingest` does: a column map
     and a rule profile found only there are used, and the run reads its settings once."""
-    import shutil
-
     from tests.test_schemas import CITY_B_MAP, city_b_file
     from trace24 import settings
     from trace24.flows.daily import daily_tracing
-    from trace24.schemas.contracts import SCHEMAS_DIR
 
-    contracts = tmp_path / "contracts"
-    shutil.copytree(SCHEMAS_DIR, contracts, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    contracts = schemas_copy
     (contracts / "column_maps" / "cityb_fever_clinic.yaml").write_text(CITY_B_MAP, encoding="utf-8")
     profile = (contracts / "rules" / "nhc-v6.yaml").read_text(encoding="utf-8")
     (contracts / "rules" / "city-b.yaml").write_text(profile.replace("profile: nhc-v6", "profile: city-b"),

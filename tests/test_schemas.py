@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import pytest
 
 from tests.conftest import ingest_landing, query, write_csv
-from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError, load_schemas
+from trace24.schemas.contracts import SchemaError, load_schemas
 from trace24.transforms.ingest import landing
 from trace24.transforms.ingest.validate import expectations_for
 
@@ -37,13 +36,6 @@ columns:
   初步诊断: diagnosis
   处理: disposition
 """
-
-
-@pytest.fixture
-def schemas_copy(tmp_path):
-    target = tmp_path / "schemas"
-    shutil.copytree(SCHEMAS_DIR, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return target
 
 
 def city_b_file(day1):

@@ -187,13 +187,10 @@ def test_imports_run_one_way_no_module_imports_a_later_stage():
     assert not backwards, "\n".join(backwards)
 
 
-def test_a_table_without_an_owning_stage_is_refused(tmp_path):
-    import shutil
+def test_a_table_without_an_owning_stage_is_refused(schemas_copy):
+    from trace24.schemas.contracts import SchemaError
 
-    from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
-
-    contracts = tmp_path / "contracts"
-    shutil.copytree(SCHEMAS_DIR, contracts, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    contracts = schemas_copy
     internal = contracts / "internal.yaml"
     internal.write_text(internal.read_text(encoding="utf-8").replace(
         "  landed_files:\n    owner: ingest", "  landed_files:\n    owner: everyone"), encoding="utf-8")

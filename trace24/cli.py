@@ -112,11 +112,10 @@ def link(
     from trace24.transforms.persons import linkage
 
     settings = _check_configuration(db, schemas_dir=schemas, review_csv=review_csv, reviewed_pairs=reviewed_pairs)
-    _configuration_error_stops(linkage.read_reviewed_pairs, settings.reviewed_pairs)
-    reviewed_pairs = settings.reviewed_pairs
+    _configuration_error_stops(linkage.read_reviewed_pairs, settings.reviewed_pairs)  # a bad line stops here
     from trace24.flows.identity import identity_flow
 
-    result = identity_flow(db_path=db, review_csv=settings.review_csv, reviewed_pairs=reviewed_pairs,
+    result = identity_flow(db_path=db, review_csv=settings.review_csv, reviewed_pairs=settings.reviewed_pairs,
                            schemas_dir=schemas)
     table = Table(title="identity")
     table.add_column("what")
@@ -135,7 +134,7 @@ def link(
     ):
         table.add_row(label, f"{value:,}")
     console.print(table)
-    console.print(f"Review queue: {result['review_csv']} (fill 'decision', save as {reviewed_pairs.name})")
+    console.print(f"Review queue: {result['review_csv']} (fill 'decision', save as {settings.reviewed_pairs.name})")
 
 
 @app.command()
