@@ -13,7 +13,7 @@ import pytest
 
 from tests.test_exposures import AS_OF, CASE, Scenario
 from trace24.schemas.rules import RULES_DIR, load_facilities, load_rule_profile
-from trace24.transforms.lists import categories
+from trace24.transforms.categories import classify as categories
 
 T = dt.datetime
 

@@ -1,9 +1,9 @@
 """The lists flow: persons and exposures → the four categories, the community lists, the clock.
 
-Only wiring lives here; the steps are in ``trace24/transforms/lists/``: ``categories.py``,
-``community_lists.py`` and ``tracing_clock.py``. The tables are written in one transaction and the files into a staging
-folder that is swapped in after the commit: a run that fails leaves the previous tables and lists
-whole.
+Only wiring lives here; the steps are ``trace24/transforms/categories/classify.py`` and, in
+``trace24/transforms/lists/``, ``community_lists.py`` and ``tracing_clock.py``. The tables are
+written in one transaction and the files into a staging folder that is swapped in after the
+commit: a run that fails leaves the previous tables and lists whole.
 """
 
 
@@ -16,12 +16,13 @@ from prefect.cache_policies import NONE
 
 from trace24.settings import DEFAULT_PROFILE, RunSettings
 from trace24.transforms import database
-from trace24.transforms.lists import categories, community_lists, tracing_clock
+from trace24.transforms.categories import classify
+from trace24.transforms.lists import community_lists, tracing_clock
 
 
 @task(cache_policy=NONE)
-def classify(con, params) -> dict[str, int]:
-    return categories.build_categories(con, params)
+def classify_persons(con, params) -> dict[str, int]:
+    return classify.build_categories(con, params)
 
 
 @task(cache_policy=NONE)
@@ -47,7 +48,7 @@ def publish_lists(staging: Path, out_dir: Path, as_of: dt.datetime) -> Path:
 
 
 def _last_stage(con, category_params, list_params, clock_params, layout, staging, as_of, profile):
-    counts = classify(con, category_params)
+    counts = classify_persons(con, category_params)
     build_lists(con, list_params)
     manifest = write_lists(con, layout, staging, as_of, profile)
     compliance = run_clock(con, clock_params)
@@ -61,7 +62,7 @@ def lists_stage(settings: RunSettings) -> dict:
     con = database.connect(settings.db_path, settings.schemas)
     try:
         as_of = settings.with_as_of_from(con).as_of
-        category_params = categories.category_parameters(rules, list(settings.facilities.isolating_hospitals), as_of)
+        category_params = classify.category_parameters(rules, list(settings.facilities.isolating_hospitals), as_of)
         list_params = community_lists.list_parameters(layout, rules, as_of)
         clock_params = tracing_clock.clock_parameters(rules, layout.unknown_district, as_of)
         staging = community_lists.staging_folder(out_dir, as_of)

@@ -1,5 +1,6 @@
-"""Lists: the four categories, the community lists and the 24-hour clock.
+"""Lists: the community lists and the clocks.
 
-``categories.py`` (who is in which category, and why), ``community_lists.py`` (list rows and
-files), ``tracing_clock.py`` (the clock and compliance).
+``community_lists.py`` (list rows and files), ``tracing_clock.py`` (the 24-hour clock and
+compliance). The categories they list are the ``categories`` stage's; transfers and risk areas the
+``response`` stage's.
 """

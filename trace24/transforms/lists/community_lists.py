@@ -4,7 +4,7 @@ What belongs here: the SQL that turns ``four_categories`` and ``persons`` into l
 numbers, the action and its deadline, a 判定依据 sentence a grid worker understands, pseudonymous
 case codes), their status against the previous delivered list (新增, 变更, 在管, 解除), the table
 ``out_list_rows`` of every row ever delivered (the clock reads it), and writing the files with a
-``manifest.json``, all or nothing. What does not: classification (``categories.py``), cell
+``manifest.json``, all or nothing. What does not: classification (``categories/classify.py``), cell
 escaping and file naming (``csv_out.py``). Chinese text comes from ``schemas/community_lists.yaml``.
 
 Privacy: a row carries name, sex, age, phone, masked ID, address, special group, category, action,

@@ -5,8 +5,8 @@ records into ``core_category_candidates`` (every category a person has entered, 
 why, and whether and why they left it), ``four_categories`` (the one current category of each
 person, by precedence, with the action, its deadline, the observation end and the evidence
 records) and ``category_history`` (every change between runs, with its time and cause). What does
-not belong: exposures (``exposures.py``), the lists and the clock (``community_lists.py``,
-``tracing_clock.py``).
+not belong: exposures (``exposures.py``), the lists and the clock (``lists/``), beds and
+closures (``response/``).
 
 Rules (``../shared/domain-rules.md``; numbers from the rule profile, bound as parameters):
 - confirmed: a case of ``core_cases`` (positive result, or card 确诊病例/无症状感染者); leaves only
