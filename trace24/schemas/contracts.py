@@ -21,7 +21,8 @@ FIELD_TYPES = frozenset(
     {"code", "text", "person_name", "id_number", "phone", "timestamp", "date", "temperature",
      "decimal", "integer", "enum"}
 )
-AGENCIES = ("hospital", "cdc", "police", "civil")
+# health: the health commission (卫健委: bed census, isolation points); command: the epidemic command.
+AGENCIES = ("hospital", "cdc", "police", "civil", "health", "command")
 # Roles a feed's columns can play in describing the person a row is about, and the field type each
 # role needs; ``address`` may join several columns (district, street, compound, ...).
 PERSON_ROLES = {"id_number": "id_number", "name": "person_name", "phone": "phone", "sex": "enum",

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
+from trace24.schemas.response_rules import ClosureRules, DispatchRules, closure_rules, dispatch_rules
 
 RULES_DIR = SCHEMAS_DIR / "rules"
 DEFAULT_PROFILE = "nhc-v6"
@@ -45,6 +46,8 @@ class RuleProfile:
     secondary_contact_days: int
     assumed_contact_isolation_hours: float
     categories: CategoryRules
+    dispatch: DispatchRules
+    closures: ClosureRules
 
 
 CATEGORIES = ("confirmed", "suspected", "fever", "close_contact", "secondary_contact")
@@ -176,6 +179,8 @@ def load_rule_profile(name_or_path: str | Path, rules_dir: Path | None = None) -
         secondary_contact_days=int(_number(path, data, "observation", "secondary_contact_days")),
         assumed_contact_isolation_hours=_number(path, data, "observation", "assumed_contact_isolation_hours"),
         categories=_category_rules(path, data),
+        dispatch=dispatch_rules(path, data),
+        closures=closure_rules(path, data),
     )
 
 
