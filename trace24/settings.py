@@ -6,8 +6,8 @@ checked up front, so that a broken configuration stops a run before it touches a
 not: what the stages do with them (``transforms/``), the order they run in (``flows/``).
 
 A contracts folder (``--schemas``) is whole: feeds, column maps, the published tables, the list
-layout, the linkage profile, the rule profiles and the facilities are all read from it, as they
-are from the shipped one (``trace24/schemas/``) by default.
+layout, the linkage profile, the rule profiles, the facilities and the districts are all read from
+it, as they are from the shipped one (``trace24/schemas/``) by default.
 """
 
 from __future__ import annotations
@@ -21,9 +21,18 @@ import duckdb
 
 from trace24.schemas.contracts import SCHEMAS_DIR, Schemas, load_schemas
 from trace24.schemas.published import Published, load_published
-from trace24.schemas.rules import DEFAULT_PROFILE, Facilities, RuleProfile, load_facilities, load_rule_profile
+from trace24.schemas.rules import (
+    DEFAULT_PROFILE,
+    DistrictMap,
+    Facilities,
+    RuleProfile,
+    load_district_map,
+    load_facilities,
+    load_rule_profile,
+)
 from trace24.transforms.contacts.exposures import default_as_of
 from trace24.transforms.lists.community_lists import ListLayout, load_layout
+from trace24.transforms.lists.risk_area_sheets import SheetLayout, load_sheet_layout
 from trace24.transforms.persons.linkage import LinkageProfile, load_profile
 from trace24.transforms.publish.snapshot import snapshot_path_for
 
@@ -37,7 +46,9 @@ class RunSettings:
     published: Published         # the published tables' contracts
     rules: RuleProfile
     facilities: Facilities
+    districts: DistrictMap       # district borders, for transfers
     layout: ListLayout           # list headers and wording
+    area_sheet: SheetLayout      # the districts' 风险区域清单
     linkage: LinkageProfile
     review_csv: Path             # where the review queue is written for analysts
     reviewed_pairs: Path         # the analysts' decisions (read by the identity stage; may not exist)
@@ -63,7 +74,9 @@ class RunSettings:
             published=load_published(root / "published"),
             rules=load_rule_profile(profile, root / "rules"),
             facilities=load_facilities(Path(facilities_path) if facilities_path else root / "facilities.yaml"),
+            districts=load_district_map(root / "districts.yaml"),
             layout=load_layout(root / "community_lists.yaml"),
+            area_sheet=load_sheet_layout(root / "community_lists.yaml"),
             linkage=load_profile(Path(linkage_path) if linkage_path else root / "linkage.yaml"),
             review_csv=Path(review_csv) if review_csv else db_path.with_name("link_review.csv"),
             reviewed_pairs=Path(reviewed_pairs) if reviewed_pairs else db_path.with_name("reviewed_pairs.csv"),

@@ -17,7 +17,15 @@ from prefect.cache_policies import NONE
 from trace24.settings import DEFAULT_PROFILE, RunSettings
 from trace24.transforms import database
 from trace24.transforms.categories import classify
-from trace24.transforms.lists import community_lists, tracing_clock
+from trace24.transforms.lists import (
+    closure_clock,
+    community_lists,
+    response_sheets,
+    risk_area_sheets,
+    tracing_clock,
+    transfer_clock,
+)
+from trace24.transforms.response import beds, closures, dispatch, trips
 
 
 @task(cache_policy=NONE)
@@ -47,39 +55,104 @@ def publish_lists(staging: Path, out_dir: Path, as_of: dt.datetime) -> Path:
     return community_lists.publish(staging, out_dir, as_of)
 
 
-def _last_stage(con, category_params, list_params, clock_params, layout, staging, as_of, profile):
-    counts = classify_persons(con, category_params)
-    build_lists(con, list_params)
-    manifest = write_lists(con, layout, staging, as_of, profile)
-    compliance = run_clock(con, clock_params)
-    return counts, manifest, compliance
+@task(cache_policy=NONE)
+def plan_transfers(con, settings: RunSettings) -> dict:
+    """Beds as of the run, the assignment, the trips: ``bed_occupancy``, ``dispatch_plan`` and the rest."""
+    rules, as_of = settings.rules, settings.as_of
+    hops = settings.districts.hops()
+    facilities = beds.build_bed_pools(con, beds.bed_parameters(rules, settings.facilities, as_of))
+    params = dispatch.dispatch_parameters(rules.dispatch, settings.layout.unknown_district, as_of)
+    planned = dispatch.assign_beds(con, rules.dispatch, hops, params)
+    return {"facilities": facilities, **planned, **trips.plan_trips(con, rules.dispatch, hops, as_of)}
+
+
+@task(cache_policy=NONE)
+def close_areas(con, settings: RunSettings) -> dict:
+    """The risk areas the cases make as of the run: ``risk_areas``, ``risk_area_history``."""
+    params = closures.closure_parameters(settings.rules.closures, list(settings.districts.borders),
+                                         settings.layout.unknown_district, settings.as_of)
+    return closures.build_risk_areas(con, params)
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
+def write_area_sheets(con, settings: RunSettings, staging: Path) -> list[dict]:
+    """Each district's 风险区域清单, recorded in ``out_risk_area_rows``; writing is I/O, so retried."""
+    scopes = [a.scope for a in settings.rules.closures.areas]
+    params = risk_area_sheets.sheet_parameters(settings.area_sheet, scopes, settings.layout.unknown_district,
+                                               settings.as_of)
+    risk_area_sheets.build_sheet_rows(con, params)
+    return risk_area_sheets.write_sheets(con, settings.area_sheet, staging)
+
+
+@task(cache_policy=NONE)
+def run_closure_clock(con, settings: RunSettings) -> list[tuple]:
+    params = closure_clock.closure_clock_parameters(settings.rules.closures, settings.layout.unknown_district,
+                                                    settings.as_of)
+    return closure_clock.build_closure_clock(con, params)
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
+def write_transfer_sheets(con, settings: RunSettings, staging: Path) -> dict[str, list[dict]]:
+    """Each district's 转运车次单 and each facility's arrival sheet; writing is I/O, so retried."""
+    sheets = response_sheets.load_sheets_layout(settings.schemas.root / "community_lists.yaml")
+    return response_sheets.write_sheets(con, settings.layout, sheets, settings.rules.dispatch, staging,
+                                        settings.as_of)
+
+
+@task(cache_policy=NONE)
+def run_transfer_clock(con, settings: RunSettings) -> list[tuple]:
+    params = transfer_clock.transfer_clock_parameters(settings.rules.dispatch, settings.layout.unknown_district,
+                                                      settings.as_of)
+    return transfer_clock.build_transfer_clock(con, params)
+
+
+def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
+    """Everything after the contacts, in order; ``settings.as_of`` is the run's."""
+    rules, layout, as_of = settings.rules, settings.layout, settings.as_of
+    counts = classify_persons(con, classify.category_parameters(rules, list(settings.facilities.isolating_hospitals),
+                                                                 as_of))
+    transfers = plan_transfers(con, settings)
+    areas = close_areas(con, settings)
+    build_lists(con, community_lists.list_parameters(layout, rules, as_of))
+    manifest = write_lists(con, layout, staging, as_of, rules.name)
+    manifest = risk_area_sheets.extend_manifest(staging, manifest, "risk_area_sheets",
+                                                write_area_sheets(con, settings, staging))
+    manifest = response_sheets.add_to_manifest(staging, manifest, write_transfer_sheets(con, settings, staging))
+    compliance = run_clock(con, tracing_clock.clock_parameters(rules, layout.unknown_district, as_of))
+    closure_compliance = run_closure_clock(con, settings)
+    transfer_compliance = run_transfer_clock(con, settings)
+    return {"categories": counts, "transfers": transfers, "areas": areas, "manifest": manifest,
+            "compliance": compliance, "closure_compliance": closure_compliance,
+            "transfer_compliance": transfer_compliance}
 
 
 def lists_stage(settings: RunSettings) -> dict:
-    """Classify everyone, write each community's list under ``<out>/<as-of date>``, run the clock."""
+    """Classify everyone, plan transfers and closures, write each community's list under
+    ``<out>/<as-of date>``, run the clocks."""
     logger = get_run_logger()
-    rules, layout, out_dir = settings.rules, settings.layout, settings.out_dir
     con = database.connect(settings.db_path, settings.schemas)
     try:
-        as_of = settings.with_as_of_from(con).as_of
-        category_params = classify.category_parameters(rules, list(settings.facilities.isolating_hospitals), as_of)
-        list_params = community_lists.list_parameters(layout, rules, as_of)
-        clock_params = tracing_clock.clock_parameters(rules, layout.unknown_district, as_of)
-        staging = community_lists.staging_folder(out_dir, as_of)
+        settings = settings.with_as_of_from(con)
+        staging = community_lists.staging_folder(settings.out_dir, settings.as_of)
         try:
-            counts, manifest, compliance = database.in_transaction(
-                con, _last_stage, con, category_params, list_params, clock_params, layout, staging, as_of,
-                rules.name)
+            done = database.in_transaction(con, _last_stage, con, settings, staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     finally:
         con.close()
-    lists_dir = publish_lists(staging, out_dir, as_of)
-    logger.info("lists as of %s (%s): %s; %d list files", as_of, rules.name, counts, len(manifest["files"]))
-    return {"as_of": as_of, "profile": rules.name, "categories": counts, "lists_dir": str(lists_dir),
+    as_of, manifest = settings.as_of, done["manifest"]
+    lists_dir = publish_lists(staging, settings.out_dir, as_of)
+    logger.info("lists as of %s (%s): %s; %d list files", as_of, settings.rules.name, done["categories"],
+                len(manifest["files"]))
+    return {"as_of": as_of, "profile": settings.rules.name, "categories": done["categories"],
+            "transfers": done["transfers"], "areas": done["areas"], "lists_dir": str(lists_dir),
             "list_files": len(manifest["files"]), "list_rows": manifest["rows"],
-            "compliance": [list(map(str, row)) for row in compliance]}
+            "area_sheets": len(manifest["risk_area_sheets"]),
+            "trip_sheets": len(manifest["trip_sheets"]), "arrival_sheets": len(manifest["arrival_sheets"]),
+            "compliance": [list(map(str, row)) for row in done["compliance"]],
+            "closure_compliance": [list(map(str, row)) for row in done["closure_compliance"]],
+            "transfer_compliance": [list(map(str, row)) for row in done["transfer_compliance"]]}
 
 
 @flow(name="lists", log_prints=False)

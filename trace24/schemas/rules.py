@@ -111,6 +111,27 @@ class Facilities:
     isolating_hospitals: tuple[str, ...]
     isolation_ward_markers: tuple[str, ...]
     isolating_dispositions: tuple[str, ...]
+    icu_ward_markers: tuple[str, ...]
+    admits_labels: dict[str, tuple[str, ...]]    # 收治对象 label → the actions it admits
+
+
+@dataclass(frozen=True)
+class DistrictMap:
+    """The city's districts and their borders: how many borders a transfer crosses."""
+    borders: dict[str, tuple[str, ...]]
+
+    def hops(self) -> dict[tuple[str, str], int]:
+        """Borders crossed between every pair of districts that are connected (0 within one)."""
+        distances: dict[tuple[str, str], int] = {}
+        for start in sorted(self.borders):
+            seen, frontier, step = {start}, [start], 0
+            while frontier:
+                for district in frontier:
+                    distances[(start, district)] = step
+                frontier = sorted({n for d in frontier for n in self.borders.get(d, ()) if n not in seen})
+                seen.update(frontier)
+                step += 1
+        return distances
 
 
 def available_profiles(rules_dir: Path | None = None) -> list[str]:
@@ -188,7 +209,22 @@ def load_facilities(path: Path | None = None) -> Facilities:
     path = Path(path or SCHEMAS_DIR / "facilities.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Facilities(*(tuple(str(v) for v in data[key]) for key in
-                            ("isolating_hospitals", "isolation_ward_markers", "isolating_dispositions")))
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        lists = (tuple(str(v) for v in data[key]) for key in
+                 ("isolating_hospitals", "isolation_ward_markers", "isolating_dispositions", "icu_ward_markers"))
+        labels = {str(label): tuple(str(a) for a in actions) for label, actions in data["admits_labels"].items()}
+        return Facilities(*lists, admits_labels=labels)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         raise SchemaError(f"{path}: broken facilities file: {exc!r}") from exc
+
+
+def load_district_map(path: Path | None = None) -> DistrictMap:
+    path = Path(path or SCHEMAS_DIR / "districts.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        borders = {str(d): tuple(str(n) for n in neighbours or ()) for d, neighbours in data["borders"].items()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise SchemaError(f"{path}: broken districts file: {exc!r}") from exc
+    one_way = sorted(f"{d}-{n}" for d, ns in borders.items() for n in ns if d not in borders.get(n, ()))
+    if one_way:
+        raise SchemaError(f"{path}: a border is listed on one side only: {', '.join(one_way)}")
+    return DistrictMap(borders)

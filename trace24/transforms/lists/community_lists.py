@@ -45,6 +45,10 @@ class ListLayout:
     observation_until: str
     source_kinds: dict[str, str]
     basis: dict[str, str]
+    transfer_to: str
+    transfer_waiting: str
+    bed_kinds: dict[str, str]
+    risk_area: str
 
 
 def load_layout(path: Path | None = None) -> ListLayout:
@@ -53,7 +57,9 @@ def load_layout(path: Path | None = None) -> ListLayout:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         layout = ListLayout(tuple(data["headers"]), dict(data["statuses"]), dict(data["categories"]),
                             str(data["unplaced_file"]), str(data["unknown_district"]),
-                            str(data["observation_until"]), dict(data["source_kinds"]), dict(data["basis"]))
+                            str(data["observation_until"]), dict(data["source_kinds"]), dict(data["basis"]),
+                            str(data["transfer_to"]), str(data["transfer_waiting"]), dict(data["bed_kinds"]),
+                            str(data["risk_area"]))
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise SchemaError(f"{path}: broken list layout: {exc!r}") from exc
     missing = [k for k in (*SETTING_KEYS, *REASON_KEYS) if k not in layout.basis]
@@ -66,8 +72,9 @@ def load_layout(path: Path | None = None) -> ListLayout:
 # The columns of a list row, in the order of the layout's headers.
 LIST_COLUMNS = ("status", "category_label", "name", "sex", "age", "phone", "masked_id_number", "grid", "compound",
                 "building", "unit", "room", "address_text", "special_group", "action", "action_due", "basis",
-                "case_codes")
-CONTENT_COLUMNS = LIST_COLUMNS[1:]   # a change in any of these makes a row 变更
+                "case_codes", "transfer_to", "risk_area", "trip")
+# A change in any of these makes a row 变更; the trip number (车次) is new every run, so not it.
+CONTENT_COLUMNS = LIST_COLUMNS[1:-1]
 
 LIST_ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE current_list_rows AS
@@ -94,6 +101,35 @@ evidence_rows AS (
     SELECT c.person_id, e.ev.feed AS feed, e.ev.load_id AS load_id, e.ev.source_row_number AS source_row_number
     FROM categories AS c, unnest(c.evidence) AS e(ev)
     WHERE c.category IN ('close_contact', 'secondary_contact')
+),
+plan AS (
+    SELECT person_id, facility_name, bed_kind, trip_id FROM dispatch_plan
+),
+waiting_for_bed AS (
+    SELECT person_id FROM dispatch_shortfall
+),
+active_areas AS (
+    SELECT * FROM risk_areas WHERE is_active AND scope IN ('building', 'compound', 'community', 'street')
+),
+person_areas AS (
+    -- The most specific active area around the person's home: building, compound, community, street.
+    SELECT p.person_id,
+           arg_min(replace(replace($risk_area, '{level}', a.level_label), '{area}',
+                           coalesce(CASE a.scope WHEN 'building' THEN a.compound || a.building
+                                                 WHEN 'compound' THEN a.compound
+                                                 WHEN 'community' THEN a.community_name
+                                                 ELSE a.street END, '')),
+                   (list_position(['building', 'compound', 'community', 'street'], a.scope), a.area_id)) AS risk_area
+    FROM categories AS c
+    JOIN people AS p USING (person_id)
+    LEFT JOIN communities AS m USING (community_code)
+    JOIN active_areas AS a
+      ON (a.scope = 'building' AND a.community_code = p.community_code AND a.compound = p.compound
+          AND a.building = p.building)
+      OR (a.scope = 'compound' AND a.community_code = p.community_code AND a.compound = p.compound)
+      OR (a.scope = 'community' AND a.community_code = p.community_code)
+      OR (a.scope = 'street' AND a.district = p.district AND a.street = m.street)
+    GROUP BY p.person_id
 ),
 details AS (
     -- Where it happened, from the evidence: the trip and car, the hotel, the ward, the venue.
@@ -146,6 +182,12 @@ rows AS (
                '{trip}', coalesce(d.trip, '')), '{car}', coalesce(d.car, '')), '{hotel}', coalesce(d.hotel, '')),
                '{ward}', coalesce(d.ward, '')), '{venue}', coalesce(d.venue, '')) AS basis,
            coalesce(array_to_string(c.source_case_codes, '、'), '') AS case_codes,
+           CASE WHEN t.person_id IS NOT NULL
+                THEN replace(replace($transfer_to, '{facility}', t.facility_name), '{bed_kind}',
+                             map($bed_kinds_keys, $bed_kinds_values)[t.bed_kind])
+                WHEN w.person_id IS NOT NULL THEN $transfer_waiting ELSE '' END AS transfer_to,
+           coalesce(ra.risk_area, '') AS risk_area,
+           coalesce(t.trip_id, '') AS trip,
            -- Sort keys: numbers in building, unit and room sort as numbers (2栋 before 10栋).
            TRY_CAST(regexp_extract(p.building, '[0-9]+') AS INTEGER) AS building_number,
            TRY_CAST(regexp_extract(p.unit, '[0-9]+') AS INTEGER) AS unit_number,
@@ -155,6 +197,9 @@ rows AS (
     LEFT JOIN communities AS m USING (community_code)
     LEFT JOIN special_groups AS g USING (person_id)
     LEFT JOIN details AS d USING (person_id)
+    LEFT JOIN plan AS t USING (person_id)
+    LEFT JOIN waiting_for_bed AS w USING (person_id)
+    LEFT JOIN person_areas AS ra USING (person_id)
 )
 SELECT * FROM rows
 """
@@ -189,7 +234,7 @@ current_rows AS (
                 ELSE district || '/' || coalesce(street, '') || '/' || community_code || '_'
                      || coalesce(community_name, '') || '.csv' END AS list_key,
            [category_label, name, sex, age, phone, masked_id_number, grid, compound, building, unit, room,
-            address_text, special_group, action, action_due, basis, case_codes] AS content,
+            address_text, special_group, action, action_due, basis, case_codes, transfer_to, risk_area] AS content,
            concat_ws('|', coalesce(grid, ''), lpad(coalesce(CAST(building_number AS VARCHAR), ''), 9, '0'), building,
                      lpad(coalesce(CAST(unit_number AS VARCHAR), ''), 9, '0'), unit,
                      lpad(coalesce(CAST(room_number AS VARCHAR), ''), 9, '0'), room, name,
@@ -199,17 +244,18 @@ current_rows AS (
 now AS (
     SELECT c.list_key AS list_file, c.district, c.community_code, c.person_id, c.category,
            CASE WHEN p.person_id IS NULL THEN 'new'
-                WHEN p.row_values[2:] <> c.content THEN 'changed' ELSE 'unchanged' END AS status,
-           c.content, c.sort_key
+                WHEN p.row_values[2:20] <> c.content THEN 'changed' ELSE 'unchanged' END AS status,
+           list_append(c.content, c.trip) AS content, c.sort_key
     FROM current_rows AS c
     LEFT JOIN previous AS p ON p.person_id = c.person_id AND p.list_file = c.list_key
 ),
 released AS (
     -- On the previous list, not on this one: the office lifts the measures (or the person moved).
     SELECT p.list_file, p.district, p.community_code, p.person_id, NULL AS category, 'released' AS status,
-           -- Cells 2-14 (category to special group) as they were; the action 解除管控, no deadline.
+           -- Cells 2-14 (category to special group) as they were; the action 解除管控, no deadline,
+           -- basis and cases as they were, no transfer, area or trip.
            list_concat(p.row_values[2:14], [map($actions_keys, $actions_values)['released'], '',
-                                            p.row_values[17], p.row_values[18]]) AS content,
+                                            p.row_values[17], p.row_values[18], '', '', '']) AS content,
            p.sort_key
     FROM previous AS p
     LEFT JOIN now AS n ON n.person_id = p.person_id AND n.list_file = p.list_file
@@ -226,9 +272,11 @@ def list_parameters(layout: ListLayout, profile: RuleProfile, as_of: dt.datetime
     # Lookups travel as key and value lists, used as map(keys, values)[key]: a bound struct
     # cannot be indexed by a column.
     lookups = {"category_labels": layout.categories, "actions": profile.categories.actions, "basis": layout.basis,
-               "source_kinds": layout.source_kinds, "status_labels": layout.statuses}
+               "source_kinds": layout.source_kinds, "status_labels": layout.statuses, "bed_kinds": layout.bed_kinds}
     params = {"as_of": as_of, "unknown_district": layout.unknown_district,
-              "observation_until": layout.observation_until, "unplaced_file": layout.unplaced_file}
+              "observation_until": layout.observation_until, "unplaced_file": layout.unplaced_file,
+              "transfer_to": layout.transfer_to, "transfer_waiting": layout.transfer_waiting,
+              "risk_area": layout.risk_area}
     for name, mapping in lookups.items():
         params[f"{name}_keys"], params[f"{name}_values"] = list(mapping), list(mapping.values())
     return params
@@ -244,7 +292,7 @@ def build_list_rows(con: duckdb.DuckDBPyConnection, params: dict) -> int:
     return con.execute("SELECT count(*) FROM delivered_rows").fetchall()[0][0]
 
 
-def _folder_path(root: Path, list_file: str) -> Path:
+def folder_path(root: Path, list_file: str) -> Path:
     """The file for a list key: every part made safe, so data cannot point outside ``root``."""
     parts = [safe_file_name(part) for part in list_file.split("/")]
     path = root.joinpath(*parts)
@@ -271,7 +319,7 @@ def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Pat
         counts.setdefault((list_file, kind), {})[key] = count
     entries = []
     for list_file, row_count, body in files:
-        path = _folder_path(staging, list_file)
+        path = folder_path(staging, list_file)
         sha256 = write_csv_text(path, layout.headers, body)
         entries.append({"file": path.relative_to(staging).as_posix(), "rows": row_count,
                         "by_category": dict(sorted(counts.get((list_file, "by_category"), {}).items())),

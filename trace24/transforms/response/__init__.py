@@ -1,0 +1,3 @@
+"""Response: what follows a category. Beds and transfers (``beds.py``, ``dispatch.py``, ``trips.py``)
+and the risk areas to seal (``closures.py``).
+"""
