@@ -12,8 +12,9 @@ import pytest
 
 from tests.test_categories import Classified
 from tests.test_exposures import AS_OF, CASE
-from trace24.schemas.rules import load_rule_profile
+from trace24.schemas.rules import load_district_map, load_facilities, load_rule_profile
 from trace24.transforms.lists import community_lists
+from trace24.transforms.response import beds, closures, dispatch, trips
 
 T = dt.datetime
 FLAT = {"compound": "大东花园", "building": "1栋", "unit": "1单元", "room": "101"}
@@ -43,8 +44,19 @@ class Listed(Classified):
                              "? AS community_name, ? AS street, ? AS district, true AS is_current, "
                              "false AS is_deleted", [code, community_name, street, district])
 
+    def respond(self, as_of=AS_OF) -> None:
+        """The response stage as the flow runs it (no facilities here: nobody gets a bed)."""
+        rules, districts = load_rule_profile("nhc-v6"), load_district_map()
+        beds.build_bed_pools(self.con, beds.bed_parameters(rules, load_facilities(), as_of))
+        dispatch.assign_beds(self.con, rules.dispatch, districts.hops(),
+                             dispatch.dispatch_parameters(rules.dispatch, "未知区", as_of))
+        trips.plan_trips(self.con, rules.dispatch, districts.hops(), as_of)
+        closures.build_risk_areas(self.con, closures.closure_parameters(rules.closures, list(districts.borders),
+                                                                        "未知区", as_of))
+
     def deliver(self, as_of=AS_OF) -> Path:
         self.classify(as_of=as_of)
+        self.respond(as_of)
         layout = community_lists.load_layout()
         community_lists.build_list_rows(self.con, community_lists.list_parameters(
             layout, load_rule_profile("nhc-v6"), as_of))

@@ -1,4 +1,5 @@
-"""Identity resolution measured against a generated city's truth (``data/sample/truth/``).
+"""The pipeline measured against a generated city's truth (``data/sample/truth/``): identity
+resolution, close contacts, the four categories, and the response (dispatch feasibility, risk areas).
 
 Link quality is pairwise, as record-linkage work reports it: for each record of a group, every
 other record is a pair; a pair is predicted when both records got the same ``person_id`` and true
@@ -224,4 +225,136 @@ def evaluation_report(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> str:
         parts.append(format_contacts(evaluate_contacts(con, truth_dir)))
     if "four_categories" in tables:
         parts.append(format_categories(evaluate_categories(con, truth_dir)))
+    response_truth = [truth_dir / name for name in ("facilities.csv", "placements.csv", "areas.csv")]
+    if "dispatch_plan" in tables and all(path.exists() for path in response_truth):
+        parts.append(format_response(evaluate_dispatch(con, truth_dir), evaluate_areas(con, truth_dir)))
     return "\n\n".join(parts)
+
+
+# The response against the truth: is the plan feasible (never more persons onto a facility's beds
+# of a kind than are truly free as of the run, one category and no more than the seats per trip,
+# one pickup district per trip, nobody truly placed planned again), and are the risk areas the
+# true ones (a case's home compound, a hotel it stayed in)? The truth's free beds: its capacity
+# (truth/facilities.csv) less its true stays on that kind at the run's as-of time
+# (truth/placements.csv); a person is truly placed when a true stay covers the as-of time.
+DISPATCH_SQL = TRUTH_RECORDS_SQL + """
+, truth_of_person AS (
+    SELECT person_id, mode(truth_key) AS person_key FROM grouped GROUP BY person_id
+),
+run AS (
+    SELECT max(as_of) AS as_of FROM bed_occupancy
+),
+facilities AS (
+    SELECT facility_code, kind.bed_kind, CAST(kind.capacity AS BIGINT) AS capacity
+    FROM (SELECT facility_code,
+                 unnest([{'bed_kind': 'icu', 'capacity': icu_beds}, {'bed_kind': 'general', 'capacity': general_beds},
+                         {'bed_kind': 'single_room', 'capacity': single_rooms}]) AS kind
+          FROM read_csv($facilities, all_varchar = true))
+),
+stays AS (
+    SELECT s.person_key, s.facility_code, s.bed_kind
+    FROM read_csv($placements, all_varchar = true) AS s, run
+    WHERE CAST(s.arrived_at AS TIMESTAMP) <= run.as_of
+      AND (coalesce(s.left_at, '') = '' OR CAST(s.left_at AS TIMESTAMP) > run.as_of)
+),
+truly_free AS (
+    SELECT f.facility_code, f.bed_kind,
+           f.capacity - count(s.person_key) AS free
+    FROM facilities AS f LEFT JOIN stays AS s USING (facility_code, bed_kind)
+    GROUP BY ALL
+),
+planned AS (
+    SELECT facility_code, bed_kind, count(*) AS planned FROM dispatch_plan GROUP BY ALL
+),
+trips AS (
+    SELECT p.trip_id, count(DISTINCT p.category) AS categories, count(DISTINCT p.pickup_district) AS districts,
+           count(*) AS persons, any_value(t.seats) AS seats
+    FROM dispatch_plan AS p LEFT JOIN dispatch_trips AS t USING (trip_id)
+    WHERE p.trip_id IS NOT NULL
+    GROUP BY p.trip_id
+)
+SELECT
+    (SELECT count(*) FROM dispatch_plan) AS planned_persons,
+    (SELECT count(*) FROM dispatch_shortfall) AS shortfall_persons,
+    (SELECT count(*) FROM bed_occupancy WHERE planned > greatest(capacity - occupied, 0)) AS over_census_capacity,
+    (SELECT count(*) FROM planned AS p JOIN truly_free AS f USING (facility_code, bed_kind)
+     WHERE p.planned > greatest(f.free, 0)) AS over_true_capacity,
+    (SELECT count(*) FROM planned AS p ANTI JOIN truly_free AS f USING (facility_code, bed_kind))
+        AS planned_to_unknown_facility,
+    (SELECT count(*) FROM trips) AS trips,
+    (SELECT count(*) FROM trips WHERE categories > 1) AS trips_mixing_categories,
+    (SELECT count(*) FROM trips WHERE persons > seats) AS trips_over_seats,
+    (SELECT count(*) FROM trips WHERE districts > 1) AS trips_over_districts,
+    (SELECT count(DISTINCT p.person_id) FROM dispatch_plan AS p JOIN truth_of_person AS t USING (person_id)
+     JOIN stays AS s ON s.person_key = t.person_key) AS placed_planned_again,
+    (SELECT count(DISTINCT person_key) FROM stays) AS truly_placed
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+# A found area matches a true one by the compound (community code + compound name: a building
+# area of the later profiles matches its compound) or by the hotel code. Only true areas whose
+# first case was reported by the run's as-of time can have been found.
+AREAS_SQL = """
+WITH run AS (
+    SELECT max(as_of) AS as_of FROM bed_occupancy
+),
+truth AS (
+    SELECT scope, CASE WHEN scope = 'hotel' THEN hotel_code ELSE community_code || '/' || compound END AS place,
+           CAST(first_reported_at AS TIMESTAMP) AS first_reported_at
+    FROM read_csv($areas, all_varchar = true), run
+    WHERE CAST(first_reported_at AS TIMESTAMP) <= run.as_of
+),
+found AS (
+    SELECT CASE WHEN scope = 'hotel' THEN 'hotel' ELSE 'compound' END AS scope,
+           CASE WHEN scope = 'hotel' THEN hotel_code ELSE community_code || '/' || compound END AS place,
+           min(since_at) AS since_at
+    FROM risk_areas
+    WHERE scope = 'hotel' OR compound IS NOT NULL
+    GROUP BY ALL
+),
+compared AS (
+    SELECT coalesce(f.scope, t.scope) AS scope, f.place IS NOT NULL AS is_found, t.place IS NOT NULL AS is_true,
+           date_diff('minute', t.first_reported_at, f.since_at) / 60.0 AS hours_after_report
+    FROM found AS f FULL JOIN truth AS t USING (scope, place)
+)
+SELECT scope, count(*) FILTER (WHERE is_found), count(*) FILTER (WHERE is_true),
+       count(*) FILTER (WHERE is_found AND is_true),
+       median(hours_after_report) FILTER (WHERE is_found AND is_true)
+FROM compared GROUP BY scope ORDER BY scope
+"""
+
+
+def evaluate_dispatch(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
+    """Feasibility of this run's plan against the truth's facilities and placements: every count
+    but ``planned_persons``, ``shortfall_persons``, ``trips`` and ``truly_placed`` must be 0."""
+    params = {"records": str(truth_dir / "records.csv"), "facilities": str(truth_dir / "facilities.csv"),
+              "placements": str(truth_dir / "placements.csv")}
+    cursor = con.execute(DISPATCH_SQL, params)
+    names = [d[0] for d in cursor.description]
+    return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def evaluate_areas(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> list[tuple]:
+    """Per scope (compound, hotel): (scope, found, true, correct, precision, recall, median hours
+    from the first case's report to the area's since_at) of ``risk_areas`` against ``truth/areas.csv``."""
+    rows = con.execute(AREAS_SQL, {"areas": str(truth_dir / "areas.csv")}).fetchall()
+    return [(s, f, t, ok, ok / f if f else 1.0, ok / t if t else 1.0, lag) for s, f, t, ok, lag in rows]
+
+
+FEASIBILITY_CHECKS = ("over_census_capacity", "over_true_capacity", "planned_to_unknown_facility",
+                      "trips_mixing_categories", "trips_over_seats", "trips_over_districts", "placed_planned_again")
+
+
+def format_response(dispatch_report: dict, area_rows) -> str:
+    d = dispatch_report
+    failed = [name for name in FEASIBILITY_CHECKS if d[name]]
+    lines = ["dispatch (against truth/facilities.csv and truth/placements.csv)",
+             f"  planned {d['planned_persons']:,} persons on {d['trips']:,} trips; shortfall "
+             f"{d['shortfall_persons']:,}; truly placed at the run {d['truly_placed']:,}",
+             "  feasible: " + ("yes (" + ", ".join(f"{n} 0" for n in FEASIBILITY_CHECKS) + ")" if not failed
+                               else "NO: " + ", ".join(f"{n} {d[n]:,}" for n in failed)),
+             "", "risk areas (against truth/areas.csv, areas whose first case was reported by the run)",
+             f"{'scope':<12}{'found':>7}{'true':>7}{'correct':>9}{'precision':>11}{'recall':>9}{'median h':>10}"]
+    for scope, found, true, correct, precision, recall, lag in area_rows:
+        lag_text = f"{lag:>10.1f}" if lag is not None else f"{'-':>10}"
+        lines.append(f"{scope:<12}{found:>7,}{true:>7,}{correct:>9,}{precision:>11.4f}{recall:>9.4f}{lag_text}")
+    return "\n".join(lines)

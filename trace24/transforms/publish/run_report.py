@@ -1,7 +1,8 @@
 """Out layer: a run's summary for the people who schedule it: counts, never a person.
 
 What belongs here: the SQL that sums up one daily run (rows read, loaded and quarantined per feed
-by this run's ingest; people per category and district; the 24-hour compliance per district) and
+by this run's ingest; people per category and district; the 24-hour compliance per district; beds,
+transfers and shortfall per district and kind; risk areas per district and level) and
 the markdown that shows it. What does not: creating the Prefect artifacts (the flow does that) or
 the logic behind the numbers (their stages). Districts are the finest place in it, so the summary
 can go anywhere the run's logs go.
@@ -64,6 +65,49 @@ GROUP BY district
 ORDER BY district
 """
 
+BEDS_SQL = """
+WITH occupancy AS (
+    SELECT * FROM bed_occupancy
+)
+SELECT district, bed_kind, count(DISTINCT facility_code) AS facilities, sum(capacity) AS capacity,
+       sum(occupied) AS occupied, sum(planned) AS planned, sum(free) AS free,
+       count(DISTINCT facility_code) FILTER (WHERE is_census_stale) AS stale_censuses
+FROM occupancy
+GROUP BY district, bed_kind
+ORDER BY district, bed_kind
+"""
+
+TRANSFERS_SQL = """
+WITH plan AS (
+    SELECT pickup_district AS district, category, count(*) AS planned, count(DISTINCT trip_id) AS trips,
+           count(*) FILTER (WHERE vehicle_id IS NULL) AS without_vehicle
+    FROM dispatch_plan GROUP BY ALL
+),
+shortfall AS (
+    SELECT district, category, count(*) AS without_bed, max(waited_hours) AS longest_wait_hours
+    FROM dispatch_shortfall GROUP BY ALL
+)
+SELECT district, category, coalesce(p.planned, 0) AS planned, coalesce(p.trips, 0) AS trips,
+       coalesce(p.without_vehicle, 0) AS without_vehicle, coalesce(s.without_bed, 0) AS without_bed,
+       s.longest_wait_hours
+FROM plan AS p FULL JOIN shortfall AS s USING (district, category)
+ORDER BY district, category
+"""
+
+AREAS_SQL = """
+WITH areas AS (
+    SELECT * FROM risk_areas
+)
+SELECT district, level_label AS level,
+       count(*) FILTER (WHERE is_active) AS active,
+       count(*) FILTER (WHERE is_active AND since_at > $as_of - INTERVAL 1 DAY) AS new_today,
+       count(*) FILTER (WHERE is_active AND planned_lift_at <= $as_of + INTERVAL 1 DAY) AS lift_within_a_day,
+       count(*) FILTER (WHERE NOT is_active) AS lifted
+FROM areas
+GROUP BY district, level_label
+ORDER BY district, level_label
+"""
+
 
 @dataclass(frozen=True)
 class RunReport:
@@ -104,6 +148,12 @@ def summarise(con: duckdb.DuckDBPyConnection, ingest_run_id: int, as_of, profile
     pending = sum(r["pending"] for r in compliance)
     read = sum(r["rows_read"] for r in loads)
     quarantined = sum(r["rows_quarantined"] for r in loads)
+    beds = _rows(con, BEDS_SQL, {})
+    transfers = _rows(con, TRANSFERS_SQL, {})
+    for row in transfers:
+        row["longest_wait_hours"] = None if row["longest_wait_hours"] is None else float(row["longest_wait_hours"])
+    areas = _rows(con, AREAS_SQL, {"as_of": as_of})
+    planned, short = sum(r["planned"] for r in transfers), sum(r["without_bed"] for r in transfers)
     markdown = "\n\n".join([
         f"# trace24 daily run as of {as_of:%Y-%m-%d %H:%M} ({profile})",
         f"## Loads of this run\n{len(loads) and sum(r['files'] for r in loads)} new files, {read:,} rows read, "
@@ -111,11 +161,17 @@ def summarise(con: duckdb.DuckDBPyConnection, ingest_run_id: int, as_of, profile
         f"## People per category and district\n{_markdown_table(categories)}",
         f"## 24-hour clock\nInvestigation done and contacts listed within 24 hours: {_share(met, missed)} "
         f"({met} met, {missed} missed, {pending} pending).\n\n{_markdown_table(compliance)}",
+        f"## Beds and transfers\nBeds free now {sum(r['free'] for r in beds):,} of "
+        f"{sum(r['capacity'] for r in beds):,}; {planned:,} transfers planned, {short:,} persons without a bed "
+        f"(shortfall).\n\n{_markdown_table(beds)}\n\n{_markdown_table(transfers)}",
+        f"## Risk areas\n{sum(r['active'] for r in areas):,} active, {sum(r['lifted'] for r in areas):,} lifted."
+        f"\n\n{_markdown_table(areas)}",
         f"## Stages\nWall time and the process's peak memory at the end of each stage.\n\n"
         f"{_markdown_table(list(stages))}",
     ]) + "\n"
     return RunReport(markdown, {"loads": loads, "categories-by-district": categories,
-                                "clock-by-district": compliance})
+                                "clock-by-district": compliance, "beds-by-district": beds,
+                                "transfers-by-district": transfers, "risk-areas-by-district": areas})
 
 
 def peak_memory_bytes() -> int:
