@@ -82,7 +82,9 @@ def measure(landing: str, db: str, out: str) -> None:
         rows["snapshot"] = snapshot.execute("SELECT sum(row_count) FROM snapshot_tables").fetchall()[0][0]
     sizes = {"persons": result["persons"], "cases": result["cases"], "list_rows": result["list_rows"],
              "categories": result["categories"]}
-    print(json.dumps({"stages": result["stages"], "rows": rows, "sizes": sizes}))
+    response = {"seconds": result["response_seconds"], "transfers": result["transfers"], "areas": result["areas"],
+                "trip_sheets": result["trip_sheets"], "area_sheets": result["area_sheets"]}
+    print(json.dumps({"stages": result["stages"], "rows": rows, "sizes": sizes, "response": response}))
 
 
 def run_child(landing: Path, db: Path, out: Path) -> dict:
@@ -156,6 +158,21 @@ def print_stages(title: str, record: dict) -> None:
         print(f"  {stage['stage']} ({stage['seconds'] / total:.0%}): {BOUNDS[stage['stage']]}")
 
 
+def print_response(title: str, record: dict, to_lists: float) -> None:
+    """The response's share: dispatch, closures, their sheets and clocks, against the run's way to the
+    lists (ingest to lists delivered) and the whole flow."""
+    response, total = record["response"], sum(s["seconds"] for s in record["stages"])
+    spent = sum(response["seconds"].values())
+    parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in response["seconds"].items())
+    plan = response["transfers"]
+    print(f"  response in {title}: {spent:.2f} s ({parts}); {spent / to_lists:.1%} of the way to the lists "
+          f"({to_lists:.1f} s), {spent / total:.1%} of the flow")
+    print(f"    plan: {plan['to_transfer']:,} to transfer, {plan['planned']:,} planned on {plan['trips']:,} trips "
+          f"({plan['trips_without_vehicle']:,} without a vehicle), {plan['bed_classes']:,} bed classes of "
+          f"{plan['facilities']:,} facilities; solver {plan['solver_seconds'] * 1000:.1f} ms; areas "
+          f"{response['areas']}; sheets: {response['trip_sheets']} trip, {response['area_sheets']} area")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--residents", type=int, default=100_000)
@@ -200,7 +217,13 @@ def main() -> None:
     print_stages(f"first run from an empty store ({len(days) - 1} delivery days)", full)
     print_stages(f"the next day's deliveries (day {len(days)}, every feed)", day)
     print_stages("one new positive lab result (a new delivery day with one file)", new)
-    to_lists = sum(s["seconds"] for s in new["stages"] if s["stage"] in ("ingest", "identity", "exposures", "lists"))
+    def way_to_lists(record):
+        return sum(s["seconds"] for s in record["stages"] if s["stage"] in ("ingest", "identity", "exposures", "lists"))
+
+    to_lists = way_to_lists(new)
+    print("\ndispatch and closures (inside the lists stage)")
+    print_response("the next day's deliveries", day, way_to_lists(day))
+    print_response("one new positive result", new, to_lists)
     print(f"\none new positive result to the lists: {to_lists:.1f} s in the flow "
           f"({new['process_seconds']:.1f} s with process and Prefect start-up); "
           f"its new cases: {new['sizes']['cases'] - day['sizes']['cases']}")

@@ -213,3 +213,94 @@ def test_trips_without_a_vehicle_are_kept_not_lost():
     assert all(t.vehicle_id is None and t.pickup_at is None for t in trips)
     assert build_trips(planned_persons(), shifts(), RULES, HOPS, AS_OF) == \
         build_trips(planned_persons(), shifts(), RULES, HOPS, AS_OF)
+
+
+# On a store: the bed census, the placed persons and the plan as the lists stage runs them.
+def _census(city, code: str, ftype: str, district: str, admits: str, census_at: dt.datetime, *,
+            general=(0, 0), single=(0, 0), row: int) -> None:
+    city.con.execute(
+        "INSERT INTO staged_facility_beds BY NAME SELECT 1 AS load_id, DATE '2020-02-09' AS delivery_date, "
+        "'beds.csv' AS source_file, $row AS source_row_number, true AS is_current, false AS is_deleted, "
+        "$code AS facility_code, $code || '号' AS facility_name, $ftype AS facility_type, $district AS district, "
+        "$admits AS admits, 0 AS icu_beds, 0 AS icu_occupied, $general[1] AS general_beds, "
+        "$general[2] AS general_occupied, $single[1] AS single_rooms, $single[2] AS single_rooms_occupied, "
+        "$census_at AS census_at",
+        {"row": row, "code": code, "ftype": ftype, "district": district, "admits": admits, "census_at": census_at,
+         "general": list(general), "single": list(single)})
+
+
+def _vehicle(city, vehicle_id: str, district: str, kind: str, seats: int, row: int) -> None:
+    city.con.execute(
+        "INSERT INTO staged_vehicles BY NAME SELECT 1 AS load_id, DATE '2020-02-09' AS delivery_date, "
+        "'v.csv' AS source_file, $row AS source_row_number, true AS is_current, false AS is_deleted, "
+        "$vehicle_id AS vehicle_id, $district AS district, $kind AS vehicle_kind, $seats AS seats, "
+        "TIMESTAMP '2020-02-09 20:00' AS on_duty_from, TIMESTAMP '2020-02-10 20:00' AS on_duty_until",
+        {"row": row, "vehicle_id": vehicle_id, "district": district, "kind": kind, "seats": seats})
+
+
+@pytest.fixture
+def responded(tmp_path):
+    """A case (mild) and four household contacts in 武昌区, one of them already at an isolation point;
+    a fever patient; 武昌区's shelter hospital over full, its isolation point reported twice."""
+    from tests.test_lists import PARK, Listed, household_outbreak
+
+    city = Listed(tmp_path / "dispatch.duckdb", tmp_path / "out")
+    household_outbreak(city)
+    city.resident(5, PARK, "刘洋", household_id="H1", room="1102")
+    city.resident(6, PARK, "陈静", household_id="H1", room="1103")
+    morning, before = dt.datetime(2020, 2, 9, 8), dt.datetime(2020, 2, 8, 8)
+    _census(city, "FC-W", "方舱医院", "武昌区", "确诊轻症", morning, general=(10, 12), row=1)    # over full
+    _census(city, "FC-J", "方舱医院", "江岸区", "确诊轻症", morning, general=(10, 5), row=2)
+    _census(city, "GL-W", "集中隔离点", "武昌区", "密接;次密接", before, single=(10, 5), row=3)
+    _census(city, "GL-W", "集中隔离点", "武昌区", "密接;次密接", morning, single=(10, 9), row=4)  # later wins
+    _census(city, "GL-J", "集中隔离点", "江岸区", "密接、次密接", before, single=(20, 0), row=5)   # stale
+    city.add("isolation_checkins", 3, checkin_id="K1", facility_code="GL-J", room="301",
+             arrived_at=dt.datetime(2020, 2, 9, 15), left_at=None)                         # placed already
+    _vehicle(city, "WC-120-1", "武昌区", "负压救护车", 2, row=1)
+    _vehicle(city, "WC-BUS-1", "武昌区", "转运大巴", 30, row=2)
+    city.classify()
+    city.respond()
+    yield city
+    city.con.close()
+
+
+def _plan(con) -> dict[int, str]:
+    return dict(con.execute("SELECT person_id, facility_code FROM dispatch_plan").fetchall())
+
+
+def test_on_a_store_the_plan_respects_census_capacity_and_placements(responded):
+    con = responded.con
+    occupancy = {(f, k): (cap, occ, planned, free, stale, over) for f, k, cap, occ, planned, free, stale, over in
+                 con.execute("SELECT facility_code, bed_kind, capacity, occupied, planned, free, is_census_stale, "
+                             "is_census_over_capacity FROM bed_occupancy").fetchall()}
+    for cap, occ, planned, free, _, _ in occupancy.values():
+        assert planned <= max(cap - occ, 0) and free == max(cap - occ, 0) - planned   # never over capacity
+    assert occupancy[("GL-W", "single_room")][:3] == (10, 9, 1)       # the later census: one room left
+    assert occupancy[("FC-W", "general")][2] == 0 and occupancy[("FC-W", "general")][5]   # over full: no bed
+    assert occupancy[("GL-J", "single_room")][1] == 1                  # the check-in since the census
+    assert occupancy[("GL-J", "single_room")][4]                       # its census is two days old
+    plan = _plan(con)
+    assert 3 not in plan                                               # placed: never planned again
+    assert plan[1] == "FC-J"                                           # own district full: the neighbour's
+    assert sorted(plan[p] for p in (2, 5, 6)) == ["GL-J", "GL-J", "GL-W"]
+    shortfall = con.execute("SELECT person_id, needs_facility_type FROM dispatch_shortfall").fetchall()
+    assert shortfall == [(4, "发热门诊留观")]                            # no observation bed in the city
+    for seats, persons, members in con.execute(
+            "SELECT t.seats, t.persons, count(*) FROM dispatch_trips AS t "
+            "JOIN dispatch_plan AS p USING (trip_id) GROUP BY ALL").fetchall():
+        assert persons == members and (seats is None or persons <= seats)
+    assert con.execute("SELECT count(*) FROM (SELECT trip_id FROM dispatch_plan GROUP BY trip_id "
+                       "HAVING count(DISTINCT category) > 1)").fetchone() == (0,)
+
+
+def test_on_a_store_the_same_inputs_give_the_same_plan_and_one_history(responded):
+    con = responded.con
+    first = con.execute("SELECT * FROM dispatch_plan ORDER BY person_id").fetchall()
+    trips_first = con.execute("SELECT * FROM dispatch_trips ORDER BY trip_id").fetchall()
+    responded.respond()
+    assert con.execute("SELECT * FROM dispatch_plan ORDER BY person_id").fetchall() == first
+    assert con.execute("SELECT * FROM dispatch_trips ORDER BY trip_id").fetchall() == trips_first
+    # A run of the same as-of time replaces its history rows; the figures are the plan's.
+    assert con.execute("SELECT count(DISTINCT as_of), sum(planned), sum(waiting_for_bed) "
+                       "FROM dispatch_history").fetchone() == (1, len(first), 1)
+    assert con.execute("SELECT sum(planned) FROM bed_occupancy_history").fetchone() == (len(first),)

@@ -14,7 +14,7 @@ from tests.test_categories import Classified
 from tests.test_exposures import AS_OF, CASE
 from trace24.schemas.rules import load_district_map, load_facilities, load_rule_profile
 from trace24.transforms.lists import community_lists
-from trace24.transforms.response import beds, closures, dispatch, trips
+from trace24.transforms.response import beds, closures, dispatch, history, trips
 
 T = dt.datetime
 FLAT = {"compound": "大东花园", "building": "1栋", "unit": "1单元", "room": "101"}
@@ -45,12 +45,13 @@ class Listed(Classified):
                              "false AS is_deleted", [code, community_name, street, district])
 
     def respond(self, as_of=AS_OF) -> None:
-        """The response stage as the flow runs it (no facilities here: nobody gets a bed)."""
+        """The response stage as the flow runs it (without a bed census nobody gets a bed)."""
         rules, districts = load_rule_profile("nhc-v6"), load_district_map()
         beds.build_bed_pools(self.con, beds.bed_parameters(rules, load_facilities(), as_of))
         dispatch.assign_beds(self.con, rules.dispatch, districts.hops(),
                              dispatch.dispatch_parameters(rules.dispatch, "未知区", as_of))
         trips.plan_trips(self.con, rules.dispatch, districts.hops(), as_of)
+        history.record_history(self.con, as_of)
         closures.build_risk_areas(self.con, closures.closure_parameters(rules.closures, list(districts.borders),
                                                                         "未知区", as_of))
 

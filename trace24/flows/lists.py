@@ -9,6 +9,7 @@ commit: a run that fails leaves the previous tables and lists whole.
 
 import datetime as dt
 import shutil
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -25,7 +26,7 @@ from trace24.transforms.lists import (
     tracing_clock,
     transfer_clock,
 )
-from trace24.transforms.response import beds, closures, dispatch, trips
+from trace24.transforms.response import beds, closures, dispatch, history, trips
 
 
 @task(cache_policy=NONE)
@@ -63,7 +64,9 @@ def plan_transfers(con, settings: RunSettings) -> dict:
     facilities = beds.build_bed_pools(con, beds.bed_parameters(rules, settings.facilities, as_of))
     params = dispatch.dispatch_parameters(rules.dispatch, settings.layout.unknown_district, as_of)
     planned = dispatch.assign_beds(con, rules.dispatch, hops, params)
-    return {"facilities": facilities, **planned, **trips.plan_trips(con, rules.dispatch, hops, as_of)}
+    planned_trips = trips.plan_trips(con, rules.dispatch, hops, as_of)
+    history.record_history(con, as_of)
+    return {"facilities": facilities, **planned, **planned_trips}
 
 
 @task(cache_policy=NONE)
@@ -107,23 +110,46 @@ def run_transfer_clock(con, settings: RunSettings) -> list[tuple]:
 
 
 def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
-    """Everything after the contacts, in order; ``settings.as_of`` is the run's."""
+    """Everything after the contacts, in order; ``settings.as_of`` is the run's. ``response_seconds``
+    times the response's parts (beds and trips, areas, their sheets and clocks) for the benchmarks."""
     rules, layout, as_of = settings.rules, settings.layout, settings.as_of
+    timer = _Timer()
     counts = classify_persons(con, classify.category_parameters(rules, list(settings.facilities.isolating_hospitals),
                                                                  as_of))
+    timer.lap(None)
     transfers = plan_transfers(con, settings)
+    timer.lap("dispatch")
     areas = close_areas(con, settings)
+    timer.lap("closures")
     build_lists(con, community_lists.list_parameters(layout, rules, as_of))
     manifest = write_lists(con, layout, staging, as_of, rules.name)
+    timer.lap(None)
     manifest = risk_area_sheets.extend_manifest(staging, manifest, "risk_area_sheets",
                                                 write_area_sheets(con, settings, staging))
     manifest = response_sheets.add_to_manifest(staging, manifest, write_transfer_sheets(con, settings, staging))
+    timer.lap("sheets")
     compliance = run_clock(con, tracing_clock.clock_parameters(rules, layout.unknown_district, as_of))
+    timer.lap(None)
     closure_compliance = run_closure_clock(con, settings)
     transfer_compliance = run_transfer_clock(con, settings)
+    timer.lap("clocks")
     return {"categories": counts, "transfers": transfers, "areas": areas, "manifest": manifest,
             "compliance": compliance, "closure_compliance": closure_compliance,
-            "transfer_compliance": transfer_compliance}
+            "transfer_compliance": transfer_compliance, "response_seconds": timer.laps}
+
+
+class _Timer:
+    """Wall time of the named parts of a stage; a part named None is not the response's."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._at = time.perf_counter()
+
+    def lap(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if name:
+            self.laps[name] = round(now - self._at, 3)
+        self._at = now
 
 
 def lists_stage(settings: RunSettings) -> dict:
@@ -152,7 +178,8 @@ def lists_stage(settings: RunSettings) -> dict:
             "trip_sheets": len(manifest["trip_sheets"]), "arrival_sheets": len(manifest["arrival_sheets"]),
             "compliance": [list(map(str, row)) for row in done["compliance"]],
             "closure_compliance": [list(map(str, row)) for row in done["closure_compliance"]],
-            "transfer_compliance": [list(map(str, row)) for row in done["transfer_compliance"]]}
+            "transfer_compliance": [list(map(str, row)) for row in done["transfer_compliance"]],
+            "response_seconds": done["response_seconds"]}
 
 
 @flow(name="lists", log_prints=False)
