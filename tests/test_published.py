@@ -106,6 +106,6 @@ def test_the_notebook_runs_on_the_sample_snapshot(notebook: Path, sample_day_1):
     assert any(o.output_type in ("display_data", "execute_result") for o in outputs)
 
 
-def test_the_four_notebooks_are_there():
+def test_the_notebooks_are_there():
     assert {p.stem for p in NOTEBOOKS} >= {"epidemic_curve", "transmission_chains", "clock_compliance",
-                                           "data_quality"}
+                                           "data_quality", "response"}
