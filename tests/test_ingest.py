@@ -336,3 +336,41 @@ def test_loads_validated_together_are_judged_file_by_file(day1, db_path):
                                    AND column_name = 'result' ORDER BY load_id""").fetchall()
     assert verdicts == {loads[0][0]: True, loads[1][0]: False}
     assert results == [(loads[0][0], "result", True, 2, 0), (loads[1][0], "result", False, 3, 1)]
+
+
+BEDS_HEADER = ["机构编码", "机构名称", "机构类型", "所在区", "地址", "收治对象", "重症床位", "重症已用", "普通床位",
+               "普通已用", "单间", "单间已用", "统计时间"]
+VEHICLES_HEADER = ["车辆编号", "所属区", "车辆类型", "座位数", "值班开始", "值班结束"]
+CHECKINS_HEADER = ["登记编号", "隔离点编码", "房间号", "姓名", "身份证号", "联系电话", "入住时间", "离开时间"]
+
+
+def test_the_response_feeds_set_their_faults_aside_and_load_the_rest(day1, db_path):
+    beds = ["GL01", "一号隔离点", "集中隔离点", "江岸区", "", "密接;次密接", "0", "0", "0", "0", "200", "150"]
+    write_csv(day1 / "health" / "facility_beds.csv", BEDS_HEADER, [
+        [*beds, "2020-02-10 08:00"],
+        [*beds[:10], "２００", "１６０", "2020-02-10 18:00"],                  # full-width: read
+        ["LS01", "临时点", "临时安置点", "江岸区", "", "密接", "0", "0", "0", "0", "50", "0", "2020-02-10 08:00"],
+        ["FC01", "方舱", "方舱医院", "武昌区", "", "确诊轻症", "0", "0", "800", "-3", "0", "0", "2020-02-10 08:00"],
+    ])
+    write_csv(day1 / "command" / "vehicles.csv", VEHICLES_HEADER, [
+        ["JA-120-1", "江岸区", "负压救护车", "2", "2020-02-10 08:00", "2020-02-10 20:00"],
+        ["JA-BUS-9", "江岸区", "转运大巴", "0", "2020-02-10 08:00", "2020-02-10 20:00"],
+    ])
+    write_csv(day1 / "health" / "isolation_checkins.csv", CHECKINS_HEADER, [
+        ["K1", "GL01", "301", "张伟", "11010519491231002X", "13800138000", "2020-02-10 15:00", ""],
+        ["K2", "GL01", "302", "", "", "", "2020-02-10 15:30", ""],
+        ["K3", "GL01", "303", "Anna Müller", "C12345678", "13900139000", "2020-02-10 16:00", ""],   # a visitor
+    ])
+    ingest_landing(day1.parent, db_path)
+    reasons = {(feed, row): codes for feed, row, codes in query(
+        db_path, "SELECT feed, source_row_number, reason_codes FROM quarantine ORDER BY ALL")}
+    assert reasons == {("facility_beds", 3): ["invalid_enum:facility_type"],
+                       ("facility_beds", 4): ["out_of_range:general_occupied"],
+                       ("vehicles", 2): ["out_of_range:seats"],
+                       ("isolation_checkins", 2): ["identity_empty"]}
+    assert query(db_path, "SELECT single_rooms, single_rooms_occupied FROM staged_facility_beds "
+                          "ORDER BY census_at") == [(200, 150), (200, 160)]
+    assert query(db_path, "SELECT checkin_id FROM staged_isolation_checkins ORDER BY 1") == [("K1",), ("K3",)]
+    counts = query(db_path, "SELECT feed, rows_read, rows_loaded, rows_quarantined FROM load_audit "
+                            "WHERE feed IN ('facility_beds', 'vehicles', 'isolation_checkins') ORDER BY feed")
+    assert counts == [("facility_beds", 4, 2, 2), ("isolation_checkins", 3, 2, 1), ("vehicles", 2, 1, 1)]
