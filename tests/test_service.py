@@ -218,6 +218,11 @@ def test_a_late_delivery_updates_the_results_and_the_run_reports_itself(prefect_
     assert [(r["feed"], r["rows_read"], r["rows_loaded"]) for r in rows] == [("lab_results", 1, 1)]
     by_district = asyncio.run(latest("categories-by-district"))
     assert "confirmed" in str(by_district.data)
+    # No bed census delivered: both cases wait for a bed, and the command sees it.
+    assert "0 transfers planned, 2 persons without a bed" in summary.data and "## Risk areas" in summary.data
+    transfers = asyncio.run(latest("transfers-by-district"))
+    rows = json.loads(transfers.data) if isinstance(transfers.data, str) else transfers.data
+    assert [(r["category"], r["planned"], r["without_bed"]) for r in rows] == [("confirmed", 0, 2)]
 
 
 def test_serve_runs_the_flow_on_its_cron_schedule_against_a_prefect_server(prefect_server, day1, tmp_path):
