@@ -258,10 +258,9 @@ stays AS (
       AND (coalesce(s.left_at, '') = '' OR CAST(s.left_at AS TIMESTAMP) > run.as_of)
 ),
 truly_free AS (
-    SELECT f.facility_code, f.bed_kind,
-           f.capacity - count(s.person_key) AS free
+    SELECT f.facility_code, f.bed_kind, f.capacity - count(s.person_key) AS free
     FROM facilities AS f LEFT JOIN stays AS s USING (facility_code, bed_kind)
-    GROUP BY ALL
+    GROUP BY f.facility_code, f.bed_kind, f.capacity
 ),
 planned AS (
     SELECT facility_code, bed_kind, count(*) AS planned FROM dispatch_plan GROUP BY ALL
@@ -350,8 +349,8 @@ def format_response(dispatch_report: dict, area_rows) -> str:
     lines = ["dispatch (against truth/facilities.csv and truth/placements.csv)",
              f"  planned {d['planned_persons']:,} persons on {d['trips']:,} trips; shortfall "
              f"{d['shortfall_persons']:,}; truly placed at the run {d['truly_placed']:,}",
-             "  feasible: " + ("yes (" + ", ".join(f"{n} 0" for n in FEASIBILITY_CHECKS) + ")" if not failed
-                               else "NO: " + ", ".join(f"{n} {d[n]:,}" for n in failed)),
+             "  feasible: " + ("yes" if not failed else "NO: " + ", ".join(f"{n} {d[n]:,}" for n in failed)),
+             "  checks: " + ", ".join(f"{n} {d[n]:,}" for n in FEASIBILITY_CHECKS),
              "", "risk areas (against truth/areas.csv, areas whose first case was reported by the run)",
              f"{'scope':<12}{'found':>7}{'true':>7}{'correct':>9}{'precision':>11}{'recall':>9}{'median h':>10}"]
     for scope, found, true, correct, precision, recall, lag in area_rows:
