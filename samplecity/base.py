@@ -47,6 +47,11 @@ HEADERS: dict[str, list[str]] = {
     "residents": ["身份证号", "姓名", "性别", "出生日期", "联系电话", "户号", "与户主关系", "区", "街道", "社区",
                   "社区编码", "网格", "小区", "楼栋", "单元", "房号", "人口类型", "特殊人群", "更新时间"],
     "communities": ["社区编码", "社区名称", "街道", "区", "社区办电话", "网格数"],
+    # The response feeds (samplecity/response.py), written after all of the above.
+    "facility_beds": ["机构编码", "机构名称", "机构类型", "所在区", "地址", "收治对象", "重症床位", "重症已用",
+                      "普通床位", "普通已用", "单间", "单间已用", "统计时间"],
+    "vehicles": ["车辆编号", "所属区", "车辆类型", "座位数", "值班开始", "值班结束"],
+    "isolation_checkins": ["登记编号", "隔离点编码", "房间号", "姓名", "身份证号", "联系电话", "入住时间", "离开时间"],
 }
 
 AGENCY_OF_FEED = {
@@ -54,6 +59,7 @@ AGENCY_OF_FEED = {
     "lab_results": "cdc", "case_reports": "cdc", "investigations": "cdc",
     "lodging": "police", "transport": "police", "place_scans": "police",
     "residents": "civil", "communities": "civil",
+    "facility_beds": "health", "isolation_checkins": "health", "vehicles": "command",
 }
 
 # The record-number column of each feed (empty where the source has none).
@@ -74,6 +80,7 @@ PERSON_COLUMNS = {
     "transport": {"id": "证件号码", "name": "姓名", "phone": None, "times": ["出发时间", "到达时间"]},
     "residents": {"id": "身份证号", "name": "姓名", "phone": "联系电话", "times": []},
     "place_scans": {"id": "证件号码", "name": None, "phone": "手机号", "times": []},
+    "isolation_checkins": {"id": "身份证号", "name": "姓名", "phone": "联系电话", "times": ["入住时间", "离开时间"]},
 }
 
 EXPECTED = {
@@ -91,6 +98,10 @@ EXPECTED = {
     "malformed_line": "quarantined", "unreadable_file": "file_quarantined",
     "missing_feed": "warning", "empty_file": "warning",
     "identity_empty": "quarantined", "record_key_missing": "quarantined", "not_in_register": "flagged",
+    # The response feeds' (samplecity/response.py).
+    "beds_negative": "quarantined", "beds_fullwidth": "repaired", "beds_over_capacity": "flagged",
+    "facility_type_unknown": "quarantined", "seats_zero": "quarantined",
+    "census_twice": "outdated", "census_stopped": "stale",
 }
 
 

@@ -15,6 +15,7 @@ from .feeds import assign_deliveries, build_records
 from .geo import SAMPLE_RESIDENTS_PER_VENUE, City
 from .outbreak import Outbreak
 from .people import Population
+from .response import Response
 from .scans import ScanMaker, write_scan_table
 from .truth import write_truth
 from .world import World
@@ -95,11 +96,19 @@ def generate_city(out_dir: Path, residents: int = 3000, days: int = 5, seed: int
             else:
                 books.write(f)
     books.log_versions(records)
+    # The response feeds (bed census, vehicles, isolation check-ins) come last, from their own random
+    # stream: every file above is the same with them or without them.
+    known = {row[6] for row in books.records} | set(world.cases) | set(world.newcomers)
+    for e in world.exposures:
+        known.update((e.exposed, e.source))
+    books.appended_from = len(books.faults)
+    response = Response(world, seed, known)
+    response.write(books)
     summary = {"residents": residents, "days": days, "seed": seed,
                "delivery_dates": [schedule.label(i) for i in range(days)]}
     if not truth:
         return summary
-    return write_truth(out_dir / "truth", world, books, scan_people, summary)
+    return write_truth(out_dir / "truth", world, books, scan_people, summary, response)
 
 
 def day_files(day: int, world: World, records: dict, missing: set) -> list[OutFile]:

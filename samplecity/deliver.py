@@ -72,6 +72,7 @@ class Books:
         self.records: list[tuple] = []     # (date, agency, feed, relpath, row, record_key, person)
         self.faults: list[tuple] = []      # (date, feed, relpath, row, column, fault, raw, expected)
         self.locations: dict[int, list[tuple[str, str, str, int]]] = {}   # id(record) -> per delivered row
+        self.appended_from: int | None = None   # faults from here on (the response feeds') follow the others'
 
     def relpath(self, f: OutFile) -> str:
         return f"{self.schedule.label(f.day)}/{AGENCY_OF_FEED[f.feed]}/{f.name}"

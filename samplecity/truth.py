@@ -35,7 +35,10 @@ def ts(value, horizon=None) -> str:
     return fmt_ts(value)
 
 
-def write_truth(truth: Path, w: World, books: Books, scan_people: dict[int, np.ndarray], summary: dict) -> dict:
+def write_truth(truth: Path, w: World, books: Books, scan_people: dict[int, np.ndarray], summary: dict,
+                response=None) -> dict:
+    """Every truth file; ``response`` (samplecity.response.Response) adds facilities.csv,
+    placements.csv and areas.csv."""
     pop = w.pop
     truth.mkdir(parents=True, exist_ok=True)
     width = pop.key_width
@@ -77,7 +80,10 @@ def write_truth(truth: Path, w: World, books: Books, scan_people: dict[int, np.n
     # faults.csv
     f, out = open_csv(truth / "faults.csv")
     out.writerow(FAULT_HEADER)
-    faults = sorted(books.faults, key=lambda r: (r[0], r[2], -1 if r[3] is None else r[3], r[4], r[5]))
+    def order(r):
+        return r[0], r[2], -1 if r[3] is None else r[3], r[4], r[5]
+    split = len(books.faults) if books.appended_from is None else books.appended_from
+    faults = sorted(books.faults[:split], key=order) + sorted(books.faults[split:], key=order)
     for row in faults:
         out.writerow((*row[:3], "" if row[3] is None else row[3], *row[4:]))
     f.close()
@@ -145,6 +151,8 @@ def write_truth(truth: Path, w: World, books: Books, scan_people: dict[int, np.n
                 len(idx))
     f.close()
 
+    response_counts = response.write_truth(truth) if response is not None else {}
+
     fault_counts = Counter(r[5] for r in books.faults)
     summary.update({
         "persons": len(idx),
@@ -160,6 +168,7 @@ def write_truth(truth: Path, w: World, books: Books, scan_people: dict[int, np.n
         "faults": len(books.faults),
         "faults_by_class": dict(sorted(fault_counts.items())),
         "files": sorted(books.relpath(of) for of in books.files if of.kind != "missing"),
+        **response_counts,
     })
     (truth / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                                         encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -45,8 +46,9 @@ def test_an_installed_trace24_runs_outside_a_checkout(tmp_path):
                    cwd=away, env=env, check=True, capture_output=True, text=True)
     manifest = (away / "lists" / "2020-02-11" / "manifest.json")
     assert manifest.exists()
-    lists = sorted((away / "lists" / "2020-02-11").rglob("*.csv"))
+    # A community list, as the manifest names them (the trip and arrival sheets sit beside them).
+    lists = [entry["file"] for entry in json.loads(manifest.read_text(encoding="utf-8"))["files"]]
     assert lists
-    with lists[0].open(encoding="utf-8-sig", newline="") as handle:
+    with (manifest.parent / lists[0]).open(encoding="utf-8-sig", newline="") as handle:
         header = next(csv.reader(handle))
     assert "处置措施" in header
