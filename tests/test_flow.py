@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path, monkeypatch
     truth, lists holding their own residents only, statuses against the day before, the clock;
     the snapshot, carried from run to run, holds what a snapshot written afresh holds."""
     from trace24.cli import app
-    from trace24.evaluation import evaluate_categories
+    from trace24.evaluation import FEASIBILITY_CHECKS, evaluate_areas, evaluate_categories, evaluate_dispatch
     from trace24.schemas.published import load_published
     from trace24.transforms.publish import snapshot
 
@@ -225,8 +226,18 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path, monkeypatch
         assert con.execute("SELECT count(*) FROM tracing_clock").fetchall()[0][0] == cases
         assert con.execute("SELECT count(*) FROM tracing_clock WHERE clock_status = 'missed' "
                            "AND len(miss_reasons) = 0").fetchall() == [(0,)]
+        # The response against the truth: a feasible plan (never over the true free beds, nobody
+        # truly placed planned again, trips of one category within their seats), the true areas.
+        feasibility = evaluate_dispatch(con, SAMPLE / "truth")
+        assert {name: feasibility[name] for name in FEASIBILITY_CHECKS} == dict.fromkeys(FEASIBILITY_CHECKS, 0)
+        assert feasibility["planned_persons"] > 0 and feasibility["shortfall_persons"] > 0
+        assert feasibility["truly_placed"] > 0
+        assert {scope: (precision, recall) for scope, _, _, _, precision, recall, _ in
+                evaluate_areas(con, SAMPLE / "truth")} == {"compound": (1.0, 1.0), "hotel": (1.0, 1.0)}
+    assert "dispatch (against truth" in second.output and "feasible: yes" in second.output
     for day in ("2020-02-13", "2020-02-14", "2020-02-15"):
-        assert (out / day / "manifest.json").exists()
+        manifest = json.loads((out / day / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["trip_sheets"] and manifest["arrival_sheets"] and manifest["risk_area_sheets"]
 
 
 def test_a_store_closed_with_its_checkpoint_deferred_keeps_every_commit(db_path):

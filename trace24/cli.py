@@ -172,7 +172,8 @@ def run(
                                    help="What the run may know (deliveries of earlier days); default: everything."),
     profile: str = PROFILE_OPTION,
     truth: Path = typer.Option(None, "--truth", exists=True, file_okay=False,
-                               help="A generated city's truth folder: print precision and recall per category."),
+                               help="A generated city's truth folder: print precision and recall per category, "
+                                    "dispatch feasibility and risk areas."),
     validate: bool = typer.Option(True, help="Validate loads with Great Expectations and build data docs."),
     snapshot: Path = SNAPSHOT_OPTION,
     schemas: Path = SCHEMAS_OPTION,
@@ -214,10 +215,18 @@ def run(
     if truth:
         import duckdb
 
-        from trace24.evaluation import evaluate_categories, format_categories
+        from trace24.evaluation import (
+            evaluate_areas,
+            evaluate_categories,
+            evaluate_dispatch,
+            format_categories,
+            format_response,
+        )
 
         with duckdb.connect(str(db), read_only=True) as con:
             console.print(format_categories(evaluate_categories(con, truth)))
+            if (truth / "facilities.csv").exists():
+                console.print(format_response(evaluate_dispatch(con, truth), evaluate_areas(con, truth)))
 
 
 @app.command()
@@ -282,7 +291,8 @@ def evaluate(
     truth: Path = typer.Option(Path("data/sample/truth"), "--truth", exists=True, file_okay=False,
                                help="The generator's truth folder."),
 ) -> None:
-    """Link precision and recall, community accuracy and close contacts, against a generated city's truth."""
+    """Links, communities, close contacts, categories, dispatch feasibility and risk areas, against a
+    generated city's truth."""
     import duckdb
 
     from trace24.evaluation import evaluation_report
