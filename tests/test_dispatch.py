@@ -304,3 +304,19 @@ def test_on_a_store_the_same_inputs_give_the_same_plan_and_one_history(responded
     assert con.execute("SELECT count(DISTINCT as_of), sum(planned), sum(waiting_for_bed) "
                        "FROM dispatch_history").fetchone() == (1, len(first), 1)
     assert con.execute("SELECT sum(planned) FROM bed_occupancy_history").fetchone() == (len(first),)
+
+
+def test_a_district_planned_first_does_not_take_the_next_districts_vehicles():
+    """武昌区 is planned first and has more suspected patients than its one ambulance can take;
+    江岸区's ambulance serves 江岸区's own patient first, and lends itself only for what is left."""
+    night = dt.datetime(2020, 2, 12, 0, 0)
+    shifts = [Shift("WC-120-1", "武昌区", "负压救护车", 1, night, night + dt.timedelta(hours=5)),
+              Shift("JA-120-1", "江岸区", "负压救护车", 1, night, night + dt.timedelta(hours=5))]
+    planned = [(i, "suspected", "suspected", "武昌区", "GL01") for i in range(1, 5)]
+    planned.append((9, "suspected", "suspected", "江岸区", "GL01"))
+    trips = build_trips(planned, shifts, RULES, HOPS, AS_OF)
+    by_person = {p: t for t in trips for p in t.person_ids}
+    assert by_person[9].vehicle_id == "JA-120-1" and by_person[9].pickup_at == night
+    # Each ambulance does two trips in five hours (90 minutes out and back, 60 to disinfect):
+    # 武昌区's two, then 江岸区's second one lent to 武昌区; the fourth patient waits for a vehicle.
+    assert [by_person[p].vehicle_id for p in range(1, 5)] == ["WC-120-1", "WC-120-1", "JA-120-1", None]

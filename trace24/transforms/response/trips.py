@@ -66,13 +66,14 @@ class Trip:
 
 
 def _take_shift(shifts_by_district: dict[str, list[Shift]], kind: str, district: str,
-                hops: dict[tuple[str, str], int], trip_minutes: float,
-                as_of: dt.datetime) -> tuple[Shift, dt.datetime] | None:
+                hops: dict[tuple[str, str], int], trip_minutes: float, as_of: dt.datetime,
+                own_district_only: bool) -> tuple[Shift, dt.datetime] | None:
     """The shift of ``kind`` that can start the trip first: own district first, then by borders crossed."""
     by_distance: dict[int, list[Shift]] = {}
     for other, shifts in shifts_by_district.items():
         distance = 0 if other == district else hops.get((district, other), UNREACHABLE_HOPS)
-        by_distance.setdefault(distance, []).extend(s for s in shifts if s.kind == kind)
+        if distance == 0 or not own_district_only:
+            by_distance.setdefault(distance, []).extend(s for s in shifts if s.kind == kind)
     duration = dt.timedelta(minutes=trip_minutes)
     for distance in sorted(by_distance):
         best = None
@@ -87,7 +88,11 @@ def _take_shift(shifts_by_district: dict[str, list[Shift]], kind: str, district:
 
 def build_trips(planned: list[tuple], shifts: list[Shift], rules: DispatchRules, hops: dict[tuple[str, str], int],
                 as_of: dt.datetime) -> list[Trip]:
-    """Trips over the planned transfers (in pickup order), each given the vehicle that can take it first."""
+    """Trips over the planned transfers (in pickup order), each given the vehicle that can take it first.
+
+    Two passes: every district's trips first take its own vehicles (in priority order), and only
+    then are the trips left given the nearest other districts' free vehicles, so that a district
+    planned first never takes the vehicles of a district planned after it."""
     shifts_by_district: dict[str, list[Shift]] = {}
     for shift in shifts:
         shifts_by_district.setdefault(shift.district, []).append(shift)
@@ -99,20 +104,33 @@ def build_trips(planned: list[tuple], shifts: list[Shift], rules: DispatchRules,
         groups.setdefault((district, kind, category, facility, limit), []).append(person_id)
     trips: list[Trip] = []
     cycle = dt.timedelta(minutes=rules.trip_minutes + rules.turnaround_minutes)
-    for (district, kind, category, facility, limit), persons in groups.items():
+
+    def fill(group: tuple, persons: list[int], own_district_only: bool) -> list[int]:
+        """Trips for ``persons`` while a vehicle can take them; the persons left."""
+        district, kind, category, facility, limit = group
         while persons:
-            taken = _take_shift(shifts_by_district, kind, district, hops, rules.trip_minutes, as_of)
-            seats = taken[0].seats if taken else None
-            size = min(n for n in (seats, limit, len(persons)) if n)
+            taken = _take_shift(shifts_by_district, kind, district, hops, rules.trip_minutes, as_of,
+                                own_district_only)
+            if not taken:
+                return persons
+            shift, start = taken
+            size = min(n for n in (shift.seats, limit, len(persons)) if n)
             members, persons = persons[:size], persons[size:]
-            trip_id = f"{as_of:%m%d}-{len(trips) + 1:04d}"
-            if taken:
-                shift, start = taken
-                shift.free_at = start + cycle
-                trips.append(Trip(trip_id, shift.vehicle_id, kind, district, category, facility, shift.seats,
-                                  tuple(members), start, start + dt.timedelta(minutes=rules.trip_minutes / 2)))
-            else:
-                trips.append(Trip(trip_id, None, kind, district, category, facility, None, tuple(members), None, None))
+            shift.free_at = start + cycle
+            trips.append(Trip(f"{as_of:%m%d}-{len(trips) + 1:04d}", shift.vehicle_id, kind, district, category,
+                              facility, shift.seats, tuple(members), start,
+                              start + dt.timedelta(minutes=rules.trip_minutes / 2)))
+        return persons
+
+    left = {group: fill(group, persons, own_district_only=True) for group, persons in groups.items()}
+    for group, persons in left.items():
+        persons = fill(group, persons, own_district_only=False)
+        district, kind, category, facility, limit = group
+        while persons:   # no vehicle can take them: kept, for the command to see vehicles short
+            size = min(n for n in (limit, len(persons)) if n)
+            members, persons = persons[:size], persons[size:]
+            trips.append(Trip(f"{as_of:%m%d}-{len(trips) + 1:04d}", None, kind, district, category, facility, None,
+                              tuple(members), None, None))
     return trips
 
 
