@@ -17,6 +17,7 @@ import pytest
 from trace24.schemas.rules import load_rule_profile
 from trace24.transforms.lists import response_sheets, transfer_clock
 from trace24.transforms.lists.community_lists import LIST_COLUMNS, load_layout
+from trace24.transforms.response import beds
 
 AS_OF = dt.datetime(2022, 4, 10, 12, 0)
 RULES = load_rule_profile("nhc-v8").dispatch        # transfer within: confirmed 8 h, close contact 8 h
@@ -194,7 +195,8 @@ def _clock_store() -> duckdb.DuckDBPyConnection:
     con.execute("""CREATE TABLE staged_isolation_checkins (load_id INTEGER, source_row_number BIGINT,
         facility_code VARCHAR, arrived_at TIMESTAMP, left_at TIMESTAMP, is_current BOOLEAN, is_deleted BOOLEAN)""")
     con.execute("""CREATE TABLE staged_inpatients (load_id INTEGER, source_row_number BIGINT,
-        hospital_code VARCHAR, admitted_at TIMESTAMP, discharged_at TIMESTAMP, is_current BOOLEAN, is_deleted BOOLEAN)""")
+        hospital_code VARCHAR, ward VARCHAR, admitted_at TIMESTAMP, discharged_at TIMESTAMP, is_current BOOLEAN,
+        is_deleted BOOLEAN)""")
     con.execute("""CREATE TABLE staged_fever_clinic (load_id INTEGER, source_row_number BIGINT,
         hospital_code VARCHAR, visited_at TIMESTAMP, disposition VARCHAR, is_current BOOLEAN, is_deleted BOOLEAN)""")
     for code, kind in (("GL01", "集中隔离点"), ("DD01", "定点医院")):
@@ -242,6 +244,8 @@ def clock():
     _checkin(con, 6, "GL01", AS_OF - 26 * h)
     _in_category(con, 7, "close_contact", "close_contact", AS_OF - 30 * h, AS_OF - 24 * h)
     _checkin(con, 7, "GL01", AS_OF - 200 * h, AS_OF - 100 * h)
+    # The run's stays, as the response builds them before the clock.
+    con.execute(beds.STAYS_SQL, {"as_of": AS_OF, "icu_ward_markers": ["重症"]})
     params = transfer_clock.transfer_clock_parameters(RULES, UNKNOWN, AS_OF)
     compliance = transfer_clock.build_transfer_clock(con, params)
     return con, compliance

@@ -56,9 +56,7 @@ def publish_lists(staging: Path, out_dir: Path, as_of: dt.datetime) -> Path:
     return community_lists.publish(staging, out_dir, as_of)
 
 
-@task(cache_policy=NONE)
-def plan_transfers(con, settings: RunSettings) -> dict:
-    """Beds as of the run, the assignment, the trips: ``bed_occupancy``, ``dispatch_plan`` and the rest."""
+def _plan_transfers(con, settings: RunSettings) -> dict:
     rules, as_of = settings.rules, settings.as_of
     hops = settings.districts.hops()
     facilities = beds.build_bed_pools(con, beds.bed_parameters(rules, settings.facilities, as_of))
@@ -69,44 +67,42 @@ def plan_transfers(con, settings: RunSettings) -> dict:
     return {"facilities": facilities, **planned, **planned_trips}
 
 
+# The response runs as three tasks, not one per step: each task run costs the flow its own API
+# calls, and the response must stay a small part of a new result's way to the lists.
 @task(cache_policy=NONE)
-def close_areas(con, settings: RunSettings) -> dict:
-    """The risk areas the cases make as of the run: ``risk_areas``, ``risk_area_history``."""
+def respond(con, settings: RunSettings) -> dict:
+    """Beds as of the run, the assignment and the trips (``bed_occupancy``, ``dispatch_plan`` and the
+    rest), then the risk areas the cases make (``risk_areas``, ``risk_area_history``)."""
+    transfers = _plan_transfers(con, settings)
     params = closures.closure_parameters(settings.rules.closures, list(settings.districts.borders),
                                          settings.layout.unknown_district, settings.as_of)
-    return closures.build_risk_areas(con, params)
+    return {"transfers": transfers, "areas": closures.build_risk_areas(con, params)}
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def write_area_sheets(con, settings: RunSettings, staging: Path) -> list[dict]:
-    """Each district's 风险区域清单, recorded in ``out_risk_area_rows``; writing is I/O, so retried."""
+def write_response_sheets(con, settings: RunSettings, staging: Path) -> dict[str, list[dict]]:
+    """Each district's 风险区域清单 (recorded in ``out_risk_area_rows``) and 转运车次单, each
+    facility's arrival sheet: their manifest entries. Writing is I/O, so retried."""
     scopes = [a.scope for a in settings.rules.closures.areas]
     params = risk_area_sheets.sheet_parameters(settings.area_sheet, scopes, settings.layout.unknown_district,
                                                settings.as_of)
     risk_area_sheets.build_sheet_rows(con, params)
-    return risk_area_sheets.write_sheets(con, settings.area_sheet, staging)
-
-
-@task(cache_policy=NONE)
-def run_closure_clock(con, settings: RunSettings) -> list[tuple]:
-    params = closure_clock.closure_clock_parameters(settings.rules.closures, settings.layout.unknown_district,
-                                                    settings.as_of)
-    return closure_clock.build_closure_clock(con, params)
-
-
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def write_transfer_sheets(con, settings: RunSettings, staging: Path) -> dict[str, list[dict]]:
-    """Each district's 转运车次单 and each facility's arrival sheet; writing is I/O, so retried."""
+    area_entries = risk_area_sheets.write_sheets(con, settings.area_sheet, staging)
     sheets = response_sheets.load_sheets_layout(settings.schemas.root / "community_lists.yaml")
-    return response_sheets.write_sheets(con, settings.layout, sheets, settings.rules.dispatch, staging,
-                                        settings.as_of)
+    return {"risk_area_sheets": area_entries,
+            **response_sheets.write_sheets(con, settings.layout, sheets, settings.rules.dispatch, staging,
+                                           settings.as_of)}
 
 
 @task(cache_policy=NONE)
-def run_transfer_clock(con, settings: RunSettings) -> list[tuple]:
-    params = transfer_clock.transfer_clock_parameters(settings.rules.dispatch, settings.layout.unknown_district,
-                                                      settings.as_of)
-    return transfer_clock.build_transfer_clock(con, params)
+def run_response_clocks(con, settings: RunSettings) -> tuple[list[tuple], list[tuple]]:
+    """The 疫点封控 clock and the transfer clock: their compliance rows."""
+    unknown, as_of = settings.layout.unknown_district, settings.as_of
+    closed = closure_clock.build_closure_clock(
+        con, closure_clock.closure_clock_parameters(settings.rules.closures, unknown, as_of))
+    transferred = transfer_clock.build_transfer_clock(
+        con, transfer_clock.transfer_clock_parameters(settings.rules.dispatch, unknown, as_of))
+    return closed, transferred
 
 
 def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
@@ -117,23 +113,19 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
     counts = classify_persons(con, classify.category_parameters(rules, list(settings.facilities.isolating_hospitals),
                                                                  as_of))
     timer.lap(None)
-    transfers = plan_transfers(con, settings)
-    timer.lap("dispatch")
-    areas = close_areas(con, settings)
-    timer.lap("closures")
+    response = respond(con, settings)
+    timer.lap("dispatch_and_closures")
     build_lists(con, community_lists.list_parameters(layout, rules, as_of))
     manifest = write_lists(con, layout, staging, as_of, rules.name)
     timer.lap(None)
-    manifest = risk_area_sheets.extend_manifest(staging, manifest, "risk_area_sheets",
-                                                write_area_sheets(con, settings, staging))
-    manifest = response_sheets.add_to_manifest(staging, manifest, write_transfer_sheets(con, settings, staging))
+    manifest = response_sheets.add_to_manifest(staging, manifest, write_response_sheets(con, settings, staging))
     timer.lap("sheets")
     compliance = run_clock(con, tracing_clock.clock_parameters(rules, layout.unknown_district, as_of))
     timer.lap(None)
-    closure_compliance = run_closure_clock(con, settings)
-    transfer_compliance = run_transfer_clock(con, settings)
+    closure_compliance, transfer_compliance = run_response_clocks(con, settings)
     timer.lap("clocks")
-    return {"categories": counts, "transfers": transfers, "areas": areas, "manifest": manifest,
+    return {"categories": counts, "transfers": response["transfers"], "areas": response["areas"],
+            "manifest": manifest,
             "compliance": compliance, "closure_compliance": closure_compliance,
             "transfer_compliance": transfer_compliance, "response_seconds": timer.laps}
 

@@ -11,7 +11,6 @@ no sheet: an empty file would read as "nothing to enforce" from a run that did n
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,10 +130,3 @@ def write_sheets(con: duckdb.DuckDBPyConnection, layout: SheetLayout, staging: P
         entries.append({"file": path.relative_to(staging).as_posix(), "rows": row_count, "sha256": sha256})
     return entries
 
-
-def extend_manifest(staging: Path, manifest: dict, key: str, entries: list[dict]) -> dict:
-    """The run's manifest with ``entries`` under ``key``, rewritten in the staging folder."""
-    manifest = {**manifest, key: entries}
-    (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
-                                           encoding="utf-8")
-    return manifest

@@ -13,7 +13,8 @@ The deadline is that + the profile's ``dispatch.transfer_within_hours`` for the 
 at the admission: the first stay of the person at a facility of a type their action may use
 (``dispatch.placements``), an isolation check-in or a hospital admission, or for a fever patient
 the clinic's observation (留观) since the visit, that had not ended before the person entered the
-category (one admitted before being listed has met it, 0 hours). Status: ``met`` (admitted by the
+category (one admitted before being listed has met it, 0 hours); the stays are the run's
+``current_stays`` (``response/beds.py``, read once for the response and this clock). Status: ``met`` (admitted by the
 deadline), ``late`` (admitted after it, or not admitted and the deadline passed), ``pending`` (not
 admitted, deadline not passed, or not listed yet). Current persons only, rebuilt every run: a
 person who left their category (released) leaves the table.
@@ -26,9 +27,9 @@ import datetime as dt
 import duckdb
 
 from trace24.schemas.response_rules import CATEGORY_OF_ACTION, DispatchRules
-from trace24.transforms.database import bound_parameters, current_records
+from trace24.transforms.database import bound_parameters
 
-TRANSFER_CLOCK_SQL = f"""
+TRANSFER_CLOCK_SQL = """
 CREATE OR REPLACE TABLE transfer_clock AS
 WITH categories AS (
     SELECT * FROM four_categories WHERE list_contains($transfer_actions, action_key)
@@ -46,28 +47,20 @@ facility_types AS (
     FROM staged_facility_beds WHERE is_current AND NOT is_deleted AND census_at <= $as_of
     GROUP BY facility_code
 ),
-checkins AS (
-    SELECT * FROM {current_records('isolation_checkins', 'k')}
-),
-admissions AS (
-    SELECT * FROM {current_records('inpatients', 'i')}
-),
-visits AS (
-    SELECT * FROM {current_records('fever_clinic', 'v')}
+run_stays AS (
+    -- This run's stays (response/beds.py, same connection): check-ins, admissions, observations.
+    SELECT * FROM current_stays
 ),
 stays AS (
     SELECT s.person_id, s.facility_code, f.facility_type, s.arrived_at, s.left_at
-    FROM (SELECT person_id, facility_code, arrived_at, left_at FROM checkins WHERE arrived_at <= $as_of
-          UNION ALL
-          SELECT person_id, hospital_code, admitted_at, discharged_at FROM admissions WHERE admitted_at <= $as_of)
-         AS s
+    FROM run_stays AS s
     LEFT JOIN facility_types AS f USING (facility_code)
+    WHERE s.stay_source <> 'observation'
     UNION ALL
     -- A fever patient kept under the clinic's observation since the visit that made them one.
-    SELECT v.person_id, v.hospital_code, '发热门诊留观', v.visited_at, NULL
-    FROM visits AS v JOIN categories AS c USING (person_id)
-    WHERE c.category = 'fever' AND v.disposition = '留观' AND v.visited_at >= c.category_since_at
-      AND v.visited_at <= $as_of
+    SELECT s.person_id, s.facility_code, '发热门诊留观', s.arrived_at, NULL
+    FROM run_stays AS s JOIN categories AS c USING (person_id)
+    WHERE s.stay_source = 'observation' AND c.category = 'fever' AND s.arrived_at >= c.category_since_at
 ),
 admitted AS (
     SELECT c.person_id, min(s.arrived_at) AS admitted_at,

@@ -18,26 +18,50 @@ import datetime as dt
 import duckdb
 
 from trace24.schemas.rules import Facilities, RuleProfile
-from trace24.transforms.database import bound_parameters, current_records
+from trace24.transforms.database import bound_parameters
 
-STAYS_SQL = f"""
+# Every stay the response reads, from one scan of person_records (31 M rows at a million
+# residents, nearly all place scans): isolation-point check-ins, hospital admissions, and the
+# fever clinics' observations (留观: the visit is the stay; no leaving time). The transfer clock
+# (lists/transfer_clock.py) reads the same temporary table in the same run.
+STAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE current_stays AS
-WITH checkins AS (
-    SELECT * FROM {current_records('isolation_checkins', 'k')}
+WITH links AS (
+    SELECT feed, load_id, source_row_number, person_id
+    FROM person_records
+    WHERE feed IN ('isolation_checkins', 'inpatients', 'fever_clinic')
+),
+checkins AS (
+    SELECT 'isolation_checkins' AS feed, load_id, source_row_number, facility_code, 'single_room' AS bed_kind,
+           arrived_at, left_at, 'checkin' AS stay_source
+    FROM staged_isolation_checkins
+    WHERE is_current AND NOT is_deleted AND arrived_at <= $as_of
 ),
 admissions AS (
-    SELECT * FROM {current_records('inpatients', 'i')}
+    SELECT 'inpatients' AS feed, load_id, source_row_number, hospital_code AS facility_code,
+           CASE WHEN len(list_filter($icu_ward_markers, lambda m: contains(ward, m))) > 0 THEN 'icu' ELSE 'general'
+           END AS bed_kind,
+           admitted_at AS arrived_at, discharged_at AS left_at, 'admission' AS stay_source
+    FROM staged_inpatients
+    WHERE is_current AND NOT is_deleted AND admitted_at <= $as_of
+),
+observations AS (
+    SELECT 'fever_clinic' AS feed, load_id, source_row_number, hospital_code AS facility_code,
+           'single_room' AS bed_kind, visited_at AS arrived_at, NULL::TIMESTAMP AS left_at,
+           'observation' AS stay_source
+    FROM staged_fever_clinic
+    WHERE is_current AND NOT is_deleted AND disposition = '留观' AND visited_at <= $as_of
 ),
 stays AS (
-    SELECT person_id, facility_code, 'single_room' AS bed_kind, arrived_at, left_at
-    FROM checkins WHERE arrived_at <= $as_of
+    SELECT * FROM checkins
     UNION ALL
-    SELECT person_id, hospital_code, CASE WHEN len(list_filter($icu_ward_markers, lambda m: contains(ward, m))) > 0
-                                          THEN 'icu' ELSE 'general' END,
-           admitted_at, discharged_at
-    FROM admissions WHERE admitted_at <= $as_of
+    SELECT * FROM admissions
+    UNION ALL
+    SELECT * FROM observations
 )
-SELECT * FROM stays
+SELECT l.person_id, s.facility_code, s.bed_kind, s.arrived_at, s.left_at, s.stay_source
+FROM stays AS s
+JOIN links AS l USING (feed, load_id, source_row_number)
 """
 
 POOLS_SQL = """
@@ -74,7 +98,10 @@ movements AS (
                AS arrived_since_census,
            count(*) FILTER (WHERE s.arrived_at <= k.census_at AND s.left_at > k.census_at AND s.left_at <= $as_of)
                AS left_since_census
-    FROM kinds AS k JOIN current_stays AS s USING (facility_code, bed_kind)
+    FROM kinds AS k
+    -- A clinic's observation has no leaving time: its census counts it, not the movements.
+    JOIN current_stays AS s ON s.facility_code = k.facility_code AND s.bed_kind = k.bed_kind
+                           AND s.stay_source <> 'observation'
     GROUP BY ALL
 )
 SELECT k.facility_code, k.facility_name, k.facility_type, k.district, k.bed_kind, a.admits, k.census_at,
@@ -99,26 +126,21 @@ WHERE k.capacity > 0 OR k.census_occupied > 0
 # the visit that made them one) is at a facility of a type the person's action may use: placed
 # persons are never dispatched again. A contact in an isolation point who becomes a case is not
 # placed for the new action, and is picked up from the isolation point.
-PLACED_SQL = f"""
+PLACED_SQL = """
 CREATE OR REPLACE TEMP TABLE placed_persons AS
 WITH categories AS (
     SELECT * FROM four_categories WHERE list_contains($transfer_actions, action_key)
-),
-visits AS (
-    SELECT * FROM {current_records('fever_clinic', 'v')}
 ),
 now_staying AS (
     SELECT s.person_id, s.facility_code, s.arrived_at, f.facility_type, f.district
     FROM current_stays AS s
     LEFT JOIN (SELECT DISTINCT facility_code, facility_type, district FROM bed_pools) AS f USING (facility_code)
-    WHERE s.left_at IS NULL OR s.left_at > $as_of
+    WHERE s.stay_source <> 'observation' AND (s.left_at IS NULL OR s.left_at > $as_of)
 ),
 observing AS (
-    SELECT v.person_id, v.hospital_code AS facility_code, v.visited_at AS arrived_at, '发热门诊留观' AS facility_type,
-           NULL AS district
-    FROM visits AS v JOIN categories AS c USING (person_id)
-    WHERE c.category = 'fever' AND v.disposition = '留观' AND v.visited_at >= c.category_since_at
-      AND v.visited_at <= $as_of
+    SELECT s.person_id, s.facility_code, s.arrived_at, '发热门诊留观' AS facility_type, NULL AS district
+    FROM current_stays AS s JOIN categories AS c USING (person_id)
+    WHERE s.stay_source = 'observation' AND c.category = 'fever' AND s.arrived_at >= c.category_since_at
 ),
 stays AS (
     SELECT * FROM now_staying UNION ALL SELECT * FROM observing

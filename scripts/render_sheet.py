@@ -1,0 +1,78 @@
+"""Render a delivered sheet (CSV) as its user sees it printed: every cell as text, as the CSV holds
+it, on a landscape page one page wide, printed to PDF by LibreOffice Calc (headless, Debian's
+`libreoffice-calc-nogui`), the first page turned into a PNG (`pdftoppm`, Debian's `poppler-utils`).
+For the picture in docs/ and for looking at a sheet by eye. (A CSV has no print setup of its own:
+the page setup is put on a workbook copy, the cells are the CSV's.)
+
+    .venv/bin/python scripts/render_sheet.py out/lists/2020-02-15/江岸区/转运车次单.csv docs/trip-sheet.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _printable_copy(sheet: Path, target: Path) -> Path:
+    """The CSV's cells, all as text, in a workbook set to print landscape, one page wide."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    with sheet.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    book = Workbook()
+    page = book.active
+    page.title = sheet.stem[:31]
+    for row in rows:
+        page.append(row)   # strings stay strings: an ID or a phone is shown as the sheet holds it
+    for line in page.iter_rows():
+        for cell in line:
+            if isinstance(cell.value, str) and cell.value.startswith("="):
+                cell.data_type = "s"   # openpyxl would write it as a formula
+    for cell in page[1]:
+        cell.font = Font(bold=True)
+    for index, column in enumerate(zip(*rows, strict=False), start=1):
+        width = max(sum(2 if ord(ch) > 0x2E80 else 1 for ch in value) for value in column)
+        page.column_dimensions[page.cell(1, index).column_letter].width = min(width + 2, 40)
+    page.page_setup.orientation = "landscape"
+    page.page_setup.paperSize = page.PAPERSIZE_A4
+    page.page_setup.fitToWidth, page.page_setup.fitToHeight = 1, 0
+    page.sheet_properties.pageSetUpPr.fitToPage = True
+    page.print_title_rows = "1:1"
+    book.save(target)
+    return target
+
+
+def render(sheet: Path, png: Path, resolution: int = 110) -> Path:
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if not soffice or not shutil.which("pdftoppm"):
+        sys.exit("needs LibreOffice and pdftoppm: apt-get install libreoffice-calc-nogui poppler-utils fonts-noto-cjk")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        source = _printable_copy(sheet, work / "sheet.xlsx")   # LibreOffice names its output after it
+        subprocess.run([soffice, "--headless", f"-env:UserInstallation=file://{work}/profile",
+                        "--convert-to", "pdf", "--outdir", str(work), str(source)],
+                       check=True, capture_output=True, timeout=180)
+        subprocess.run(["pdftoppm", "-png", "-r", str(resolution), "-f", "1", "-l", "1", "-singlefile",
+                        str(work / "sheet.pdf"), str(work / "page")], check=True, capture_output=True, timeout=120)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "page.png", png)
+    return png
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sheet", type=Path)
+    parser.add_argument("png", type=Path)
+    parser.add_argument("--resolution", type=int, default=110)
+    args = parser.parse_args()
+    print(render(args.sheet, args.png, args.resolution))
+
+
+if __name__ == "__main__":
+    main()
