@@ -48,7 +48,7 @@ def _printable_copy(sheet: Path, target: Path) -> Path:
     return target
 
 
-def render(sheet: Path, png: Path, resolution: int = 110) -> Path:
+def render(sheet: Path, png: Path, resolution: int = 200) -> Path:
     soffice = shutil.which("soffice") or shutil.which("libreoffice")
     if not soffice or not shutil.which("pdftoppm"):
         sys.exit("needs LibreOffice and pdftoppm: apt-get install libreoffice-calc-nogui poppler-utils fonts-noto-cjk")
@@ -61,15 +61,27 @@ def render(sheet: Path, png: Path, resolution: int = 110) -> Path:
         subprocess.run(["pdftoppm", "-png", "-r", str(resolution), "-f", "1", "-l", "1", "-singlefile",
                         str(work / "sheet.pdf"), str(work / "page")], check=True, capture_output=True, timeout=120)
         png.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / "page.png", png)
+        _trimmed(work / "page.png", png)
     return png
+
+
+def _trimmed(page: Path, png: Path, margin: int = 24) -> None:
+    """The page without its empty paper around the printed cells."""
+    from PIL import Image, ImageOps
+
+    with Image.open(page) as image:
+        gray = ImageOps.invert(image.convert("L"))
+        left, top, right, bottom = gray.getbbox() or (0, 0, *image.size)
+        box = (max(left - margin, 0), max(top - margin, 0), min(right + margin, image.width),
+               min(bottom + margin, image.height))
+        image.crop(box).save(png, optimize=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sheet", type=Path)
     parser.add_argument("png", type=Path)
-    parser.add_argument("--resolution", type=int, default=110)
+    parser.add_argument("--resolution", type=int, default=200)
     args = parser.parse_args()
     print(render(args.sheet, args.png, args.resolution))
 
