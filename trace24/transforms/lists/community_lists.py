@@ -327,9 +327,14 @@ def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Pat
                         "sha256": sha256})
     manifest = {"as_of": as_of.isoformat(sep=" "), "profile": profile, "files": entries,
                 "rows": sum(e["rows"] for e in entries)}
+    write_manifest(staging, manifest)
+    return manifest
+
+
+def write_manifest(staging: Path, manifest: dict) -> None:
+    """``manifest.json`` of the run's staging folder (the sheets' entries join it later)."""
     (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
-    return manifest
 
 
 def staging_folder(out_dir: Path, as_of: dt.datetime) -> Path:

@@ -22,7 +22,6 @@ the person, nothing else (no basis, no case codes, no age or sex).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,13 @@ from trace24.schemas.contracts import SchemaError
 from trace24.schemas.response_rules import DispatchRules
 from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, safe_file_name, write_csv_text
 from trace24.transforms.database import bound_parameters
-from trace24.transforms.lists.community_lists import LAYOUT_FILE, LIST_COLUMNS, ListLayout, folder_path
+from trace24.transforms.lists.community_lists import (
+    LAYOUT_FILE,
+    LIST_COLUMNS,
+    ListLayout,
+    folder_path,
+    write_manifest,
+)
 
 TRIP_COLUMNS = ("trip", "vehicle", "vehicle_kind", "category", "facility", "bed_kind", "pickup_at", "arrival_at",
                 "pickup_order", "community", "compound", "building", "unit", "room", "address_text", "pickup_from",
@@ -188,6 +193,5 @@ def write_sheets(con: duckdb.DuckDBPyConnection, layout: ListLayout, sheets: She
 def add_to_manifest(staging: Path, manifest: dict, sheets: dict[str, list[dict]]) -> dict:
     """The run's manifest with the sheets' entries under their keys, rewritten in the staging folder."""
     manifest = {**manifest, **sheets}
-    (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
-                                           encoding="utf-8")
+    write_manifest(staging, manifest)
     return manifest
