@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from tests.test_categories import Classified
 from tests.test_exposures import AS_OF, CASE
 from trace24.schemas.rules import load_district_map, load_facilities, load_rule_profile
-from trace24.transforms.lists import community_lists
+from trace24.transforms.lists import community_lists, list_paths
 from trace24.transforms.response import beds, closures, dispatch, history, trips
 
 T = dt.datetime
@@ -137,13 +138,38 @@ def test_formula_cells_cannot_run_in_excel(city):
         assert not any(v.startswith(("=", "+", "-", "@")) for v in row.values())
 
 
-def test_names_from_data_cannot_leave_the_output_folder(city):
-    escape = ("420106002003", "../../../etc/passwd", "../..", "/tmp/abs")
-    city.resident(5, escape, "钱七")
+@pytest.mark.parametrize(("community", "expected"), [
+    (("420106002003", "../../tmp/某社区", "积玉桥街道", "武昌区"), "武昌区/积玉桥街道/420106002003_tmp_某社区.csv"),
+    (("420106002003", "东/西湖社区", "积玉/桥..街道", "../../武昌区"), "武昌区/积玉_桥_街道/420106002003_东_西湖社区.csv"),
+    (("420106002003", "../../../etc/passwd", "../..", "/tmp/abs"), "tmp_abs/unnamed/420106002003_etc_passwd.csv"),
+    (("420106002003", "..", "\\server\\share", "C:\\区"), "C_区/server_share/420106002003.csv"),
+    (("420106002003", "和平 社区\n.csv", None, "武昌区"), "武昌区/未知街道/420106002003_和平_社区_csv.csv"),
+])
+def test_a_hostile_name_in_any_path_part_leaves_the_list_flat_under_its_code(city, community, expected):
+    """Whatever a feed delivers as district, street or community name, the list sits at
+    <区>/<街道>/<社区编码>_<名称>.csv: one folder per level, the code first, nothing outside the run."""
+    city.resident(5, community, "钱七")
     city.visit(5, T(2020, 2, 8, 9), 38.0)
     folder = city.deliver()
-    written = [p for p in city.out.rglob("*.csv")]
-    assert written and all(p.resolve().is_relative_to(folder.resolve()) for p in written)
+    written = sorted(p.relative_to(folder).as_posix() for p in city.out.rglob("*.csv"))
+    assert written == [expected]
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert [e["file"] for e in manifest["files"]] == [expected]
+    assert [r["姓名"] for r in read_list(folder / expected)] == ["钱七"]
+
+
+def test_communities_named_alike_once_made_safe_keep_their_own_files():
+    rows = list_paths.list_file_rows([("武昌区", "积玉桥街道", "420106002003", "东/西"),
+                                      ("武昌区", "积玉桥街道", "420106002003", "东.西"),
+                                      ("东/区", None, None, None), ("东_区", None, None, "某社区"),
+                                      ("东_区", None, None, None)], "未落地人员.csv", "未知街道")
+    files = {row[:4]: row[4] for row in rows}
+    assert files[("武昌区", "积玉桥街道", "420106002003", "东.西")] == "武昌区/积玉桥街道/420106002003_东_西.csv"
+    assert files[("武昌区", "积玉桥街道", "420106002003", "东/西")].startswith("武昌区/积玉桥街道/420106002003_东_西_")
+    # One district's unplaced persons share its file; another district that reads alike does not.
+    assert files[("东_区", None, None, None)] == files[("东_区", None, None, "某社区")] == "东_区/未落地人员.csv"
+    assert files[("东/区", None, None, None)].startswith("东_区/未落地人员_")
+    assert len(set(files.values())) == 4
 
 
 def test_second_run_marks_new_changed_released(city):

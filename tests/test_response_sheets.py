@@ -163,6 +163,21 @@ def test_a_hostile_facility_name_stays_inside_its_folder(tmp_path):
     assert "/" not in path.name and not path.name.startswith(".")
 
 
+def test_a_hostile_district_name_makes_one_folder_for_its_trip_sheet(tmp_path):
+    con = _store()
+    for person_id, district in ((1, "../../江岸区"), (2, "江/岸区"), (3, "江_岸区")):
+        _person(con, person_id, "张三", "110101199001011234", district=district)
+        _plan(con, person_id, f"0410-000{person_id}", 1, district=district)
+    entries = _write(con, tmp_path)
+    # Three delivered districts, three sheets one folder deep; the two that read alike once made
+    # safe keep apart: the one that needed no change keeps the plain name, the other a short hash.
+    files = [e["file"] for e in entries["trip_sheets"]]
+    assert len(files) == 3 and all(f.count("/") == 1 and f.startswith(("江岸区/转运车次单", "江_岸区/转运车次单"))
+                                   for f in files)
+    assert "江岸区/转运车次单.csv" in files and "江_岸区/转运车次单.csv" in files
+    assert {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("转运车次单*.csv")} == set(files)
+
+
 def test_two_writes_are_byte_identical(two_trips, tmp_path):
     first, second = _write(two_trips, tmp_path / "a"), _write(two_trips, tmp_path / "b")
     assert first == second

@@ -1,8 +1,9 @@
 """Out stage, files: CSV that opens safely and identically in Excel, written all-or-nothing.
 
 What belongs here: cell escaping against formula injection, the encoding Excel reads (UTF-8 with a
-byte-order mark), safe file names, and the write-then-rename that leaves an old file intact when a
-run fails. What does not: which rows go in a file (the stage that builds them).
+byte-order mark) and the write-then-rename that leaves an old file intact when a
+run fails. What does not: which rows go in a file (the stage that builds them), where a file sits
+(``lists/list_paths.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import csv
 import hashlib
 import io
 import os
-import re
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,12 +40,6 @@ def csv_line_sql(cells: str) -> str:
               "THEN '\"' || replace(cell, '\"', '\"\"') || '\"' ELSE cell END")
     return (f"array_to_string(list_transform(list_transform({cells}, lambda cell: {safe}), "
             f"lambda cell: {quoted}), ',')")
-
-
-def safe_file_name(name: str) -> str:
-    """A file name from data: no folders, no traversal, nothing a file system or Excel trips on."""
-    cleaned = re.sub(r"[^\w\-.]", "_", name, flags=re.UNICODE).strip("._")
-    return cleaned[:120] or "unnamed"
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from trace24.schemas.contracts import FeedContract, Schemas
 from trace24.transforms import normalise
@@ -124,6 +125,15 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None)
     """The single value a query returns; the result is read to its end, so the connection is free again."""
     rows = con.execute(sql, params or {}).fetchall()
     return rows[0][0] if rows else None
+
+
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
+    """A temporary table of Python-made rows, handed over as Arrow columns (empty or a city's)."""
+    con.register("python_rows", rows)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM python_rows")
+    finally:
+        con.unregister("python_rows")
 
 
 def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -5,7 +5,8 @@ numbers, the action and its deadline, a 判定依据 sentence a grid worker unde
 case codes), their status against the previous delivered list (新增, 变更, 在管, 解除), the table
 ``out_list_rows`` of every row ever delivered (the clock reads it), and writing the files with a
 ``manifest.json``, all or nothing. What does not: classification (``categories/classify.py``), cell
-escaping and file naming (``csv_out.py``). Chinese text comes from ``schemas/community_lists.yaml``.
+escaping (``csv_out.py``), where each file sits (``list_paths.py``). Chinese text comes from
+``schemas/community_lists.yaml``.
 
 Privacy: a row carries name, sex, age, phone, masked ID, address, special group, category, action,
 deadline, basis and case codes, nothing else; a file holds the residents of one community only.
@@ -25,8 +26,9 @@ import yaml
 
 from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
 from trace24.schemas.rules import RuleProfile
-from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, safe_file_name, write_csv_text
+from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, write_csv_text
 from trace24.transforms.database import bound_parameters
+from trace24.transforms.lists import list_paths
 
 LAYOUT_FILE = SCHEMAS_DIR / "community_lists.yaml"
 SETTING_KEYS = ("household", "hotel", "train", "flight", "bus", "ward", "workplace", "meal", "transport",
@@ -42,6 +44,7 @@ class ListLayout:
     categories: dict[str, str]
     unplaced_file: str
     unknown_district: str
+    unknown_street: str
     observation_until: str
     source_kinds: dict[str, str]
     basis: dict[str, str]
@@ -56,7 +59,7 @@ def load_layout(path: Path | None = None) -> ListLayout:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         layout = ListLayout(tuple(data["headers"]), dict(data["statuses"]), dict(data["categories"]),
-                            str(data["unplaced_file"]), str(data["unknown_district"]),
+                            str(data["unplaced_file"]), str(data["unknown_district"]), str(data["unknown_street"]),
                             str(data["observation_until"]), dict(data["source_kinds"]), dict(data["basis"]),
                             str(data["transfer_to"]), str(data["transfer_waiting"]), dict(data["bed_kinds"]),
                             str(data["risk_area"]))
@@ -64,6 +67,8 @@ def load_layout(path: Path | None = None) -> ListLayout:
         raise SchemaError(f"{path}: broken list layout: {exc!r}") from exc
     missing = [k for k in (*SETTING_KEYS, *REASON_KEYS) if k not in layout.basis]
     missing += [k for k in ("new", "changed", "unchanged", "released") if k not in layout.statuses]
+    if not list_paths.is_plain_csv_name(layout.unplaced_file):
+        raise SchemaError(f"{path}: unplaced_file must be one plain .csv file name, not {layout.unplaced_file!r}")
     if missing or len(layout.headers) != len(LIST_COLUMNS):
         raise SchemaError(f"{path}: missing {', '.join(missing) or f'headers (need {len(LIST_COLUMNS)})'}")
     return layout
@@ -229,17 +234,20 @@ previous AS (
     WHERE o.as_of = p.as_of AND o.status <> 'released'
 ),
 current_rows AS (
-    SELECT *,
-           CASE WHEN community_code IS NULL THEN district || '/' || $unplaced_file
-                ELSE district || '/' || coalesce(street, '') || '/' || community_code || '_'
-                     || coalesce(community_name, '') || '.csv' END AS list_key,
+    SELECT r.*,
+           f.list_file AS list_key,
            [category_label, name, sex, age, phone, masked_id_number, grid, compound, building, unit, room,
             address_text, special_group, action, action_due, basis, case_codes, transfer_to, risk_area] AS content,
            concat_ws('|', coalesce(grid, ''), lpad(coalesce(CAST(building_number AS VARCHAR), ''), 9, '0'), building,
                      lpad(coalesce(CAST(unit_number AS VARCHAR), ''), 9, '0'), unit,
                      lpad(coalesce(CAST(room_number AS VARCHAR), ''), 9, '0'), room, name,
                      lpad(CAST(person_id AS VARCHAR), 12, '0')) AS sort_key
-    FROM current_list_rows
+    FROM current_list_rows AS r
+    -- The file each community's rows go to (list_paths.py: every path part one safe name).
+    JOIN list_files AS f
+      ON f.district = r.district AND f.street IS NOT DISTINCT FROM r.street
+     AND f.community_code IS NOT DISTINCT FROM r.community_code
+     AND f.community_name IS NOT DISTINCT FROM r.community_name
 ),
 now AS (
     SELECT c.list_key AS list_file, c.district, c.community_code, c.person_id, c.category,
@@ -275,6 +283,7 @@ def list_parameters(layout: ListLayout, profile: RuleProfile, as_of: dt.datetime
                "source_kinds": layout.source_kinds, "status_labels": layout.statuses, "bed_kinds": layout.bed_kinds}
     params = {"as_of": as_of, "unknown_district": layout.unknown_district,
               "observation_until": layout.observation_until, "unplaced_file": layout.unplaced_file,
+              "unknown_street": layout.unknown_street,
               "transfer_to": layout.transfer_to, "transfer_waiting": layout.transfer_waiting,
               "risk_area": layout.risk_area}
     for name, mapping in lookups.items():
@@ -285,17 +294,21 @@ def list_parameters(layout: ListLayout, profile: RuleProfile, as_of: dt.datetime
 def build_list_rows(con: duckdb.DuckDBPyConnection, params: dict) -> int:
     """Compute this run's rows and their status, and record them in ``out_list_rows``."""
     con.execute(OUT_ROWS_DDL)
-    for sql in (LIST_ROWS_SQL, DIFF_SQL):
-        con.execute(sql, bound_parameters(sql, params))
+    con.execute(LIST_ROWS_SQL, bound_parameters(LIST_ROWS_SQL, params))
+    list_paths.build_list_files(con, params["unplaced_file"], params["unknown_street"])
+    con.execute(DIFF_SQL, bound_parameters(DIFF_SQL, params))
     con.execute("DELETE FROM out_list_rows WHERE as_of = $as_of", {"as_of": params["as_of"]})
     con.execute("INSERT INTO out_list_rows SELECT $as_of, * FROM delivered_rows", {"as_of": params["as_of"]})
     return con.execute("SELECT count(*) FROM delivered_rows").fetchall()[0][0]
 
 
 def folder_path(root: Path, list_file: str) -> Path:
-    """The file for a list key: every part made safe, so data cannot point outside ``root``."""
-    parts = [safe_file_name(part) for part in list_file.split("/")]
-    path = root.joinpath(*parts)
+    """The file at a path made by ``list_paths``: a part that is not one safe name (a path that did
+    not come from there) raises, so data can never point outside ``root``."""
+    *folders, name = list_file.split("/")
+    if any(list_paths.path_part(f) != f for f in folders) or not list_paths.is_plain_csv_name(name):
+        raise ValueError(f"list path {list_file!r} is not made of safe names")
+    path = root.joinpath(*folders, name)
     if not path.resolve().is_relative_to(root.resolve()):
         raise ValueError(f"list path {list_file!r} leaves the output folder")
     return path

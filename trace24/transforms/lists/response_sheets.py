@@ -30,8 +30,9 @@ import yaml
 
 from trace24.schemas.contracts import SchemaError
 from trace24.schemas.response_rules import DispatchRules
-from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, safe_file_name, write_csv_text
+from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, write_csv_text
 from trace24.transforms.database import bound_parameters
+from trace24.transforms.lists import list_paths
 from trace24.transforms.lists.community_lists import (
     LAYOUT_FILE,
     LIST_COLUMNS,
@@ -71,7 +72,8 @@ def load_sheets_layout(path: Path | None = None) -> SheetsLayout:
     if len(layout.trip_headers) != len(TRIP_COLUMNS) or len(layout.arrival_headers) != len(ARRIVAL_COLUMNS):
         raise SchemaError(f"{path}: transfer_sheets needs {len(TRIP_COLUMNS)} trip_headers and "
                           f"{len(ARRIVAL_COLUMNS)} arrival_headers")
-    if safe_file_name(layout.arrival_folder) != layout.arrival_folder or not layout.trip_file.endswith(".csv"):
+    if (list_paths.path_part(layout.arrival_folder) != layout.arrival_folder
+            or not list_paths.is_plain_csv_name(layout.trip_file)):
         raise SchemaError(f"{path}: transfer_sheets: arrival_folder must be a plain folder name and "
                           "trip_file a .csv name")
     return layout
@@ -145,7 +147,7 @@ def sheet_parameters(layout: ListLayout, sheets: SheetsLayout, rules: DispatchRu
 def arrival_file(staging: Path, sheets: SheetsLayout, facility_code: str, facility_name: str) -> Path:
     """``接收机构/<code>_<name>.csv``: code and name from data, made one safe file name (a ``/`` or
     ``..`` in them makes no folder and leaves nothing)."""
-    name = safe_file_name(f"{facility_code}_{facility_name}")[:116] + ".csv"
+    name = f"{list_paths.path_part(facility_code)}_{list_paths.path_part(facility_name)}.csv"
     path = staging / sheets.arrival_folder / name
     if path.resolve().parent != (staging / sheets.arrival_folder).resolve():
         raise ValueError(f"arrival sheet for {facility_code!r} leaves its folder")
@@ -176,7 +178,8 @@ def write_sheets(con: duckdb.DuckDBPyConnection, layout: ListLayout, sheets: She
                           ORDER BY arrival_at = '', arrival_at, trip_key, pickup_order, person_id) AS body
         FROM transfer_sheet_rows GROUP BY facility_code ORDER BY facility_code""",
                                 {"formula_start": FORMULA_START}).fetchall()
-    trip_entries = [_write(folder_path(staging, f"{district}/{sheets.trip_file}"), staging, sheets.trip_headers,
+    trip_paths = list_paths.district_files([district for district, *_ in trip_files], sheets.trip_file)
+    trip_entries = [_write(folder_path(staging, trip_paths[district]), staging, sheets.trip_headers,
                            rows, body, trips)
                     for district, rows, trips, body in trip_files]
     arrival_entries, seen = [], {}

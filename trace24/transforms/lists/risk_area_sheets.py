@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import yaml
 
 from trace24.schemas.contracts import SchemaError
 from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, write_csv_text
-from trace24.transforms.database import bound_parameters
+from trace24.transforms.database import bound_parameters, temp_table
+from trace24.transforms.lists import list_paths
 from trace24.transforms.lists.community_lists import LAYOUT_FILE, folder_path
 
 
@@ -38,6 +40,8 @@ def load_sheet_layout(path: Path | None = None) -> SheetLayout:
         layout = SheetLayout(str(data["file"]), tuple(data["headers"]), dict(data["statuses"]), dict(data["scopes"]))
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise SchemaError(f"{path}: broken risk_area_sheet: {exc!r}") from exc
+    if not list_paths.is_plain_csv_name(layout.file):
+        raise SchemaError(f"{path}: risk_area_sheet file must be one plain .csv file name, not {layout.file!r}")
     if len(layout.headers) != 12 or set(layout.statuses) != {"new", "extended", "unchanged", "lifted"}:
         raise SchemaError(f"{path}: risk_area_sheet needs 12 headers and the statuses new, extended, "
                           "unchanged, lifted")
@@ -52,7 +56,7 @@ CREATE TABLE IF NOT EXISTS out_risk_area_rows (
 """
 
 ROWS_SQL = """
-CREATE OR REPLACE TEMP TABLE delivered_area_rows AS
+CREATE OR REPLACE TEMP TABLE area_rows AS
 WITH areas AS (
     SELECT * FROM risk_areas
 ),
@@ -93,7 +97,7 @@ rows AS (
            sort_key
     FROM withdrawn
 )
-SELECT district || '/' || $sheet_file AS list_file, * FROM rows
+SELECT * FROM rows
 """
 
 
@@ -107,6 +111,12 @@ def build_sheet_rows(con: duckdb.DuckDBPyConnection, params: dict) -> int:
     """This run's sheet rows, recorded in ``out_risk_area_rows``; returns their number."""
     con.execute(OUT_ROWS_DDL)
     con.execute(ROWS_SQL, bound_parameters(ROWS_SQL, params))
+    districts = [d for (d,) in con.execute("SELECT DISTINCT district FROM area_rows").fetchall()]
+    files = list_paths.district_files(districts, params["sheet_file"])
+    temp_table(con, "area_sheet_files", pa.table({"district": pa.array(list(files), pa.string()),
+                                                  "list_file": pa.array(list(files.values()), pa.string())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE delivered_area_rows AS "
+                "SELECT f.list_file, r.* FROM area_rows AS r JOIN area_sheet_files AS f USING (district)")
     con.execute("DELETE FROM out_risk_area_rows WHERE as_of = $as_of", {"as_of": params["as_of"]})
     con.execute("""INSERT INTO out_risk_area_rows
                    SELECT $as_of, list_file, district, area_id, scope, area_key, status, planned_lift_at,

@@ -29,7 +29,7 @@ import networkx as nx
 import pyarrow as pa
 
 from trace24.schemas.response_rules import DispatchRules
-from trace24.transforms.database import bound_parameters
+from trace24.transforms.database import bound_parameters, temp_table
 
 PREFERENCE_STEP = 100      # one step down the profile's preference costs more than any route
 UNREACHABLE_HOPS = 50      # districts with no known border path (or an unknown district)
@@ -228,15 +228,6 @@ FROM demand AS d
 ANTI JOIN planned AS p USING (person_id)
 ORDER BY d.priority_rank, d.waiting_since_at, d.person_id
 """
-
-
-def temp_table(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
-    """A temporary table of Python-made rows, handed over as Arrow columns (empty or a city's)."""
-    con.register("python_rows", rows)
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM python_rows")
-    finally:
-        con.unregister("python_rows")
 
 
 def dispatch_parameters(rules: DispatchRules, unknown_district: str, as_of: dt.datetime) -> dict:

@@ -20,8 +20,8 @@ import duckdb
 import pyarrow as pa
 
 from trace24.schemas.response_rules import DispatchRules
-from trace24.transforms.database import bound_parameters
-from trace24.transforms.response.dispatch import UNREACHABLE_HOPS, temp_table
+from trace24.transforms.database import bound_parameters, temp_table
+from trace24.transforms.response.dispatch import UNREACHABLE_HOPS
 
 PLANNED_SQL = """
 SELECT person_id, action_key, category, pickup_district, facility_code
