@@ -1,10 +1,11 @@
-"""Render a delivered sheet (CSV) as its user sees it printed: every cell as text, as the CSV holds
-it, on a landscape page one page wide, printed to PDF by LibreOffice Calc (headless, Debian's
-`libreoffice-calc-nogui`), the first page turned into a PNG (`pdftoppm`, Debian's `poppler-utils`).
-For the picture in docs/ and for looking at a sheet by eye. (A CSV has no print setup of its own:
-the page setup is put on a workbook copy, the cells are the CSV's.)
+"""Render a delivered sheet (CSV or a list's XLSX) as its user sees it printed, by LibreOffice Calc
+(headless, Debian's `libreoffice-calc-nogui`) to PDF, the first page turned into a PNG (`pdftoppm`,
+Debian's `poppler-utils`). For the pictures in docs/ and for looking at a sheet by eye. A workbook
+prints with its own page setup; a CSV has none, so its cells (every one as text, as the CSV holds
+it) are put on a workbook copy set to landscape, one page wide.
 
     .venv/bin/python scripts/render_sheet.py out/lists/2020-02-15/江岸区/转运车次单.csv docs/trip-sheet.png
+    .venv/bin/python scripts/render_sheet.py out/lists/2020-02-15/江岸区/<街道>/<社区>.xlsx docs/list.png
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def render(sheet: Path, png: Path, resolution: int = 200) -> Path:
         sys.exit("needs LibreOffice and pdftoppm: apt-get install libreoffice-calc-nogui poppler-utils fonts-noto-cjk")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        source = _printable_copy(sheet, work / "sheet.xlsx")   # LibreOffice names its output after it
+        source = work / "sheet.xlsx"   # LibreOffice names its output after it
+        if sheet.suffix == ".xlsx":
+            shutil.copyfile(sheet, source)
+        else:
+            _printable_copy(sheet, source)
         subprocess.run([soffice, "--headless", f"-env:UserInstallation=file://{work}/profile",
                         "--convert-to", "pdf", "--outdir", str(work), str(source)],
                        check=True, capture_output=True, timeout=180)
@@ -66,11 +71,11 @@ def render(sheet: Path, png: Path, resolution: int = 200) -> Path:
 
 
 def _trimmed(page: Path, png: Path, margin: int = 24) -> None:
-    """The page without its empty paper around the printed cells."""
+    """The page without its empty paper around the printed cells (nor the page-number footer)."""
     from PIL import Image, ImageOps
 
     with Image.open(page) as image:
-        gray = ImageOps.invert(image.convert("L"))
+        gray = ImageOps.invert(image.convert("L")).crop((0, 0, image.width, int(image.height * 0.93)))
         left, top, right, bottom = gray.getbbox() or (0, 0, *image.size)
         box = (max(left - margin, 0), max(top - margin, 0), min(right + margin, image.width),
                min(bottom + margin, image.height))

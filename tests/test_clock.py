@@ -34,7 +34,7 @@ class Clocked(Classified):
         """The person on their community's list delivered by the run at ``as_of``."""
         self.con.execute(community_lists.OUT_ROWS_DDL)
         self.con.execute("INSERT INTO out_list_rows VALUES ($as_of, 'x.csv', '区', 'C1', $person_id, "
-                         "'close_contact', 'new', [], '')", {"as_of": as_of, "person_id": person_id})
+                         "'close_contact', 'new', [], '', NULL)", {"as_of": as_of, "person_id": person_id})
 
     def case_status(self) -> tuple:
         return self.con.execute("SELECT clock_status, miss_reasons FROM tracing_clock WHERE case_person_id = ?",

@@ -14,7 +14,7 @@ import pytest
 from tests.test_categories import Classified
 from tests.test_exposures import AS_OF, CASE
 from trace24.schemas.rules import load_district_map, load_facilities, load_rule_profile
-from trace24.transforms.lists import community_lists, list_paths
+from trace24.transforms.lists import community_lists, list_paths, list_workbooks
 from trace24.transforms.response import beds, closures, dispatch, history, trips
 
 T = dt.datetime
@@ -63,7 +63,8 @@ class Listed(Classified):
         community_lists.build_list_rows(self.con, community_lists.list_parameters(
             layout, load_rule_profile("nhc-v6"), as_of))
         staging = community_lists.staging_folder(self.out, as_of)
-        community_lists.write_lists(self.con, layout, staging, as_of, "nhc-v6")
+        sheet = list_workbooks.sheet_spec(layout.headers, list_workbooks.load_answer_layout(), as_of)
+        community_lists.write_lists(self.con, layout, staging, as_of, "nhc-v6", sheet)
         return community_lists.publish(staging, self.out, as_of)
 
 
@@ -122,6 +123,8 @@ def test_manifest_counts_and_hashes_every_file(city):
     assert sum(f["rows"] for f in manifest["files"]) == manifest["rows"] == 4
     for entry in manifest["files"]:
         assert hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+        assert entry["workbook"] == entry["file"].removesuffix(".csv") + ".xlsx"
+        assert hashlib.sha256((folder / entry["workbook"]).read_bytes()).hexdigest() == entry["workbook_sha256"]
     park = next(f for f in manifest["files"] if f["file"].endswith("和平社区.csv"))
     assert park["by_category"] == {"close_contact": 2, "confirmed": 1}
 
@@ -244,3 +247,76 @@ def test_list_lines_formatted_in_the_database_are_what_csv_writer_writes(tmp_pat
     with open(tmp_path / "sql.csv", newline="", encoding="utf-8-sig") as handle:
         first = list(csv.reader(handle))[1]
     assert first[0] == "'=1+1" and first[5] == "a,b" and first[7] == "two\nlines"
+
+
+def read_workbook(path: Path):
+    """The workbook as an office's spreadsheet program opens it (openpyxl reads what Excel reads)."""
+    import openpyxl
+
+    return openpyxl.load_workbook(path).active
+
+
+def test_the_workbook_holds_the_list_and_leaves_only_the_answers_editable(city):
+    household_outbreak(city)
+    folder = city.deliver()
+    park = folder / "武昌区" / "积玉桥街道" / "420106002001_和平社区"
+    sheet, rows = read_workbook(park.with_suffix(".xlsx")), read_list(park.with_suffix(".csv"))
+    headers = list(community_lists.load_layout().headers)
+    assert sheet.title == "名单" and [c.value for c in sheet[1]] == headers
+    # The same rows as the CSV, in the same order, every cell text (an empty cell reads None).
+    body = [[c.value or "" for c in row] for row in sheet.iter_rows(min_row=2)]
+    assert body == [[r[h] for h in headers] for r in rows]
+    column = {h: i for i, h in enumerate(headers)}
+    for row in sheet.iter_rows(min_row=2):
+        for name in ("证件号码", "联系电话", "回执编号"):
+            assert row[column[name]].data_type == "s" and row[column[name]].number_format == "@"
+        editable = {headers[i] for i, cell in enumerate(row) if not cell.protection.locked}
+        assert editable == {"处置结果", "落实时间", "经办人", "备注"}
+    assert sheet.protection.sheet and sheet.freeze_panes == "A2"
+    assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.fitToWidth == 1
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.print_title_rows == "$1:$1"
+    widths = {h: sheet.column_dimensions[openpyxl_letter(i)].width for h, i in column.items()}
+    assert widths["判定依据"] > widths["性别"] and widths["证件号码"] >= 20   # 18 characters fit
+    # Drop-down for 处置结果 over every answer row; a time and two lengths checked.
+    checks = {(v.type, str(v.sqref)): v for v in sheet.data_validations.dataValidation}
+    answer = openpyxl_letter(column["处置结果"])
+    drop_down = checks[("list", f"{answer}2:{answer}4")]
+    assert drop_down.formula1.strip('"').split(",") == ["已落实居家隔离", "已集中隔离", "已转运", "已送医", "查无此人",
+                                                          "联系不上", "拒不配合", "信息有误", "已离汉"]
+    assert {t for t, _ in checks} == {"list", "date", "textLength"} and len(checks) == 4
+
+
+def openpyxl_letter(index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(index + 1)
+
+
+def test_each_row_has_an_opaque_key_that_stays_with_the_person_on_that_list(city):
+    import re
+
+    household_outbreak(city)
+    first = read_list(city.deliver(as_of=T(2020, 2, 9)) / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv")
+    city.con.execute("UPDATE persons SET phone = '13900139000' WHERE person_id = 2")
+    second = read_list(city.deliver(as_of=T(2020, 2, 10)) / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv")
+    keys = {r["姓名"]: r["回执编号"] for r in first}
+    assert all(re.fullmatch(r"R[0-9A-F]{16}", k) for k in keys.values()) and len(set(keys.values())) == 3
+    assert {r["姓名"]: r["回执编号"] for r in second} == keys          # a changed row keeps its key
+    for row in first:                                                 # nothing personal in it
+        assert not any(part and part in row["回执编号"] for part in (row["姓名"], row["联系电话"], "420102"))
+    stored = city.con.execute("SELECT DISTINCT row_key FROM out_list_rows WHERE community_code = '420106002001'")
+    assert {k for (k,) in stored.fetchall()} == set(keys.values())
+
+
+def test_a_hostile_cell_stays_text_in_the_workbook(city):
+    household_outbreak(city)
+    city.con.execute("UPDATE persons SET name = '=HYPERLINK(\"http://x\")<b>&' || chr(1) || chr(57344), "
+                     "room = ' 1101 ', address_text = 'a' || chr(11) || 'b' WHERE person_id = 2")
+    folder = city.deliver()
+    sheet = read_workbook(folder / "武昌区" / "积玉桥街道" / "420106002001_和平社区.xlsx")
+    names = [row[2] for row in sheet.iter_rows(min_row=2)]
+    hostile = next(c for c in names if "HYPERLINK" in str(c.value))
+    # Inline text, never a formula; the control character a workbook cannot hold is dropped.
+    assert hostile.data_type == "s" and hostile.value == '=HYPERLINK("http://x")<b>&'
+    rooms = {row[11].value for row in sheet.iter_rows(min_row=2)}
+    assert " 1101 " in rooms

@@ -1,7 +1,8 @@
 """The lists flow: persons and exposures → the four categories, the community lists, the clock.
 
-Only wiring lives here; the steps are ``trace24/transforms/categories/classify.py`` and, in
-``trace24/transforms/lists/``, ``community_lists.py`` and ``tracing_clock.py``. The tables are
+Only wiring lives here; the steps are ``trace24/transforms/categories/classify.py``, the offices'
+answers (``trace24/transforms/followup/``), the response (``trace24/transforms/response/``) and, in
+``trace24/transforms/lists/``, the lists, their workbooks, the sheets and the clocks. The tables are
 written in one transaction and the files into a staging folder that is swapped in after the
 commit: a run that fails leaves the previous tables and lists whole.
 """
@@ -18,9 +19,11 @@ from prefect.cache_policies import NONE
 from trace24.settings import DEFAULT_PROFILE, RunSettings
 from trace24.transforms import database
 from trace24.transforms.categories import classify
+from trace24.transforms.followup import answers as followup_answers
 from trace24.transforms.lists import (
     closure_clock,
     community_lists,
+    list_workbooks,
     response_sheets,
     risk_area_sheets,
     tracing_clock,
@@ -35,14 +38,26 @@ def classify_persons(con, params) -> dict[str, int]:
 
 
 @task(cache_policy=NONE)
+def follow_up(con, settings: RunSettings) -> dict[str, int]:
+    """The offices' answers to their lists: ``core_followup`` and the rows set aside."""
+    community_lists.ensure_out_list_rows(con)
+    answers = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
+    return followup_answers.build_followup(con, followup_answers.followup_parameters(
+        answers.values, list(answers.controlling), settings.as_of))
+
+
+@task(cache_policy=NONE)
 def build_lists(con, params) -> int:
     return community_lists.build_list_rows(con, params)
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def write_lists(con, layout, staging: Path, as_of: dt.datetime, profile: str) -> dict:
-    """Writing files is I/O: retried (into the same staging folder) when a share hiccups."""
-    return community_lists.write_lists(con, layout, staging, as_of, profile)
+def write_lists(con, settings: RunSettings, staging: Path) -> dict:
+    """Each list as CSV and XLSX. Writing files is I/O: retried (into the same staging folder) when
+    a share hiccups."""
+    sheet = list_workbooks.sheet_spec(settings.layout.headers, list_workbooks.load_answer_layout(
+        settings.schemas.root / "community_lists.yaml"), settings.as_of)
+    return community_lists.write_lists(con, settings.layout, staging, settings.as_of, settings.rules.name, sheet)
 
 
 @task(cache_policy=NONE)
@@ -112,11 +127,12 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
     timer = _Timer()
     counts = classify_persons(con, classify.category_parameters(rules, list(settings.facilities.isolating_hospitals),
                                                                  as_of))
+    answers = follow_up(con, settings)
     timer.lap(None)
     response = respond(con, settings)
     timer.lap("dispatch_and_closures")
     build_lists(con, community_lists.list_parameters(layout, rules, as_of))
-    manifest = write_lists(con, layout, staging, as_of, rules.name)
+    manifest = write_lists(con, settings, staging)
     timer.lap(None)
     manifest = response_sheets.add_to_manifest(staging, manifest, write_response_sheets(con, settings, staging))
     timer.lap("sheets")
@@ -124,7 +140,7 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
     timer.lap(None)
     closure_compliance, transfer_compliance = run_response_clocks(con, settings)
     timer.lap("clocks")
-    return {"categories": counts, "transfers": response["transfers"], "areas": response["areas"],
+    return {"categories": counts, "answers": answers, "transfers": response["transfers"], "areas": response["areas"],
             "manifest": manifest,
             "compliance": compliance, "closure_compliance": closure_compliance,
             "transfer_compliance": transfer_compliance, "response_seconds": timer.laps}
@@ -164,6 +180,7 @@ def lists_stage(settings: RunSettings) -> dict:
     logger.info("lists as of %s (%s): %s; %d list files", as_of, settings.rules.name, done["categories"],
                 len(manifest["files"]))
     return {"as_of": as_of, "profile": settings.rules.name, "categories": done["categories"],
+            "answers": done["answers"],
             "transfers": done["transfers"], "areas": done["areas"], "lists_dir": str(lists_dir),
             "list_files": len(manifest["files"]), "list_rows": manifest["rows"],
             "area_sheets": len(manifest["risk_area_sheets"]),

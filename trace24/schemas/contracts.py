@@ -22,7 +22,7 @@ FIELD_TYPES = frozenset(
      "decimal", "integer", "enum"}
 )
 # health: the health commission (卫健委: bed census, isolation points); command: the epidemic command.
-AGENCIES = ("hospital", "cdc", "police", "civil", "health", "command")
+AGENCIES = ("hospital", "cdc", "police", "civil", "health", "command", "community")
 # Roles a feed's columns can play in describing the person a row is about, and the field type each
 # role needs; ``address`` may join several columns (district, street, compound, ...).
 PERSON_ROLES = {"id_number": "id_number", "name": "person_name", "phone": "phone", "sex": "enum",
@@ -58,8 +58,10 @@ class FeedContract:
     record_key: tuple[str, ...]
     identity: tuple[str, ...] = ()
     time_order: tuple[tuple[str, str], ...] = ()
+    not_after_delivery: tuple[str, ...] = ()   # times that cannot be later than the day they were delivered
     deleted_when: tuple[str, str] | None = None
     versioned: bool = True  # False: records are never corrected, so there is no history to keep
+    expected_daily: bool = True  # False: a day without a file is no warning (answers come when they come)
     person: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> column(s), see PERSON_ROLES
 
     def field(self, name: str) -> FieldSpec:
@@ -171,7 +173,8 @@ def _load_contract(path: Path) -> FeedContract:
     return FeedContract(
         feed=feed, agency=data["agency"], description=str(data.get("description", "")),
         fields=tuple(fields), record_key=record_key, identity=columns("identity"),
-        time_order=tuple(order), deleted_when=deleted, versioned=bool(data.get("versioned", True)),
+        time_order=tuple(order), not_after_delivery=columns("not_after_delivery"), deleted_when=deleted,
+        versioned=bool(data.get("versioned", True)), expected_daily=bool(data.get("expected_daily", True)),
         person=_person_roles(where, data.get("person"), {f.name: f for f in fields}),
     )
 

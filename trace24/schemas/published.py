@@ -17,8 +17,8 @@ from trace24.schemas.contracts import _IDENTIFIER, SCHEMAS_DIR, SchemaError, rea
 PUBLISHED_DIR = SCHEMAS_DIR / "published"
 EXAMPLES_FILE = "examples.yaml"
 # The order the dictionary presents the stages in: the order data flows through them.
-STAGES = ("ingest", "identity", "exposures", "categories", "dispatch", "areas", "lists", "clock", "area_lists",
-          "transfers", "snapshot")
+STAGES = ("ingest", "identity", "exposures", "categories", "dispatch", "areas", "followup", "lists", "clock",
+          "area_lists", "transfers", "snapshot")
 
 
 @dataclass(frozen=True)

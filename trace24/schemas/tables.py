@@ -16,7 +16,7 @@ from trace24.schemas.published import load_published
 # The stages in the order data flows through them: a module may read the tables of its own stage
 # and of earlier ones, and imports nothing of a later stage. ``ground`` is
 # trace24/transforms/database.py, normalise.py and csv_out.py.
-STAGES = ("ground", "ingest", "persons", "contacts", "categories", "response", "lists", "publish")
+STAGES = ("ground", "ingest", "persons", "contacts", "categories", "followup", "response", "lists", "publish")
 # Readers outside the stages: ``trace24 evaluate`` compares the store with a generated city's truth.
 TOOLS = ("evaluation",)
 FEED_PATTERN = "<feed>"

@@ -140,7 +140,8 @@ def missing_feeds(schemas: Schemas, landing_dir: Path, files: list[landing.Lande
                   through: dt.date | None = None) -> list[tuple[dt.date, str]]:
     """(day, feed) pairs with no file on a delivery day: a warning, never an error."""
     delivered = {(f.delivery_date, f.feed) for f in files}
-    return [(day, feed) for day, _ in landing.delivery_days(landing_dir, through) for feed in sorted(schemas.feeds)
+    daily = sorted(feed for feed, contract in schemas.feeds.items() if contract.expected_daily)
+    return [(day, feed) for day, _ in landing.delivery_days(landing_dir, through) for feed in daily
             if (day, feed) not in delivered]
 
 

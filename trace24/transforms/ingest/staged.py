@@ -31,6 +31,7 @@ REASON_MESSAGES = {
     "out_of_range": "{header}: outside the plausible range",
     "identity_empty": "no name, ID number or phone: the record identifies nobody",
     "time_order": "{header} is before {header2}",
+    "after_delivery": "{header}: later than the day the file was delivered",
     "duplicate_row": "exact duplicate of an earlier row in the same file",
     "malformed_line": "the line has {found} fields where the header has {expected}",
     "unreadable_file": "the file cannot be read: {detail}",
@@ -114,6 +115,10 @@ def _reason_checks(contract: FeedContract) -> list[str]:
             f"AND NOT ({hi} = date_trunc('day', {hi}) AND CAST({hi} AS DATE) = CAST({lo} AS DATE)) "
             f"THEN 'time_order:{later}:{earlier}' END"
         )
+    for column in contract.not_after_delivery:
+        # Delivered on a day: anything up to the end of that day, no later.
+        checks.append(f"CASE WHEN {_typed(column)} >= CAST(delivery_date AS TIMESTAMP) + INTERVAL 1 DAY "
+                      f"THEN 'after_delivery:{column}' END")
     checks.append("CASE WHEN copy_number > 1 THEN 'duplicate_row' END")
     return checks
 

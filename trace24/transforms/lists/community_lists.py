@@ -26,6 +26,7 @@ import yaml
 
 from trace24.schemas.contracts import SCHEMAS_DIR, SchemaError
 from trace24.schemas.rules import RuleProfile
+from trace24.transforms import xlsx_out
 from trace24.transforms.csv_out import FORMULA_START, csv_line_sql, write_csv_text
 from trace24.transforms.database import bound_parameters
 from trace24.transforms.lists import list_paths
@@ -67,7 +68,7 @@ def load_layout(path: Path | None = None) -> ListLayout:
         raise SchemaError(f"{path}: broken list layout: {exc!r}") from exc
     missing = [k for k in (*SETTING_KEYS, *REASON_KEYS) if k not in layout.basis]
     missing += [k for k in ("new", "changed", "unchanged", "released") if k not in layout.statuses]
-    if not list_paths.is_plain_csv_name(layout.unplaced_file):
+    if not list_paths.is_plain_file_name(layout.unplaced_file):
         raise SchemaError(f"{path}: unplaced_file must be one plain .csv file name, not {layout.unplaced_file!r}")
     if missing or len(layout.headers) != len(LIST_COLUMNS):
         raise SchemaError(f"{path}: missing {', '.join(missing) or f'headers (need {len(LIST_COLUMNS)})'}")
@@ -75,11 +76,13 @@ def load_layout(path: Path | None = None) -> ListLayout:
 
 
 # The columns of a list row, in the order of the layout's headers.
+# The answer columns are empty on a delivered list; the office fills them in (list_workbooks.py).
+ANSWER_COLUMNS = ("answer", "controlled_at", "handled_by", "note")
 LIST_COLUMNS = ("status", "category_label", "name", "sex", "age", "phone", "masked_id_number", "grid", "compound",
                 "building", "unit", "room", "address_text", "special_group", "action", "action_due", "basis",
-                "case_codes", "transfer_to", "risk_area", "trip")
+                "case_codes", "transfer_to", "risk_area", "trip", "row_key", *ANSWER_COLUMNS)
 # A change in any of these makes a row 变更; the trip number (车次) is new every run, so not it.
-CONTENT_COLUMNS = LIST_COLUMNS[1:-1]
+CONTENT_COLUMNS = LIST_COLUMNS[1:LIST_COLUMNS.index("trip")]
 
 LIST_ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE current_list_rows AS
@@ -219,7 +222,8 @@ CREATE TABLE IF NOT EXISTS out_list_rows (
     category VARCHAR,                   -- NULL on a 解除 row
     status VARCHAR NOT NULL,            -- new, changed, unchanged, released
     row_values VARCHAR[] NOT NULL,      -- the cells as written, in header order
-    sort_key VARCHAR NOT NULL
+    sort_key VARCHAR NOT NULL,
+    row_key VARCHAR                     -- 回执编号; NULL on rows delivered before lists had one
 )"""
 
 # Rows of this run against the last list delivered before it (a rerun at the same as-of compares
@@ -270,8 +274,15 @@ released AS (
     WHERE n.person_id IS NULL
 )
 SELECT list_file, district, community_code, person_id, category, status,
-       list_concat([map($status_labels_keys, $status_labels_values)[status]], content) AS row_values, sort_key
-FROM (SELECT * FROM now UNION ALL SELECT * FROM released)
+       list_concat([map($status_labels_keys, $status_labels_values)[status]], content, [row_key],
+                   ['', '', '', '']) AS row_values,
+       sort_key, row_key
+FROM (
+    -- 回执编号: the same for a person on the same community's list every run, opaque (a hash of
+    -- the file and the internal person id: no name, ID number or phone in it).
+    SELECT *, 'R' || upper(left(sha256('trace24-list-row|' || list_file || '|' || person_id), 16)) AS row_key
+    FROM (SELECT * FROM now UNION ALL SELECT * FROM released)
+)
 ORDER BY list_file, sort_key
 """
 
@@ -291,14 +302,21 @@ def list_parameters(layout: ListLayout, profile: RuleProfile, as_of: dt.datetime
     return params
 
 
+def ensure_out_list_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """``out_list_rows``, empty in a new store; a store from before 回执编号 gains the column."""
+    con.execute(OUT_ROWS_DDL)
+    con.execute("ALTER TABLE out_list_rows ADD COLUMN IF NOT EXISTS row_key VARCHAR")
+
+
 def build_list_rows(con: duckdb.DuckDBPyConnection, params: dict) -> int:
     """Compute this run's rows and their status, and record them in ``out_list_rows``."""
-    con.execute(OUT_ROWS_DDL)
+    ensure_out_list_rows(con)
     con.execute(LIST_ROWS_SQL, bound_parameters(LIST_ROWS_SQL, params))
     list_paths.build_list_files(con, params["unplaced_file"], params["unknown_street"])
     con.execute(DIFF_SQL, bound_parameters(DIFF_SQL, params))
     con.execute("DELETE FROM out_list_rows WHERE as_of = $as_of", {"as_of": params["as_of"]})
-    con.execute("INSERT INTO out_list_rows SELECT $as_of, * FROM delivered_rows", {"as_of": params["as_of"]})
+    con.execute("INSERT INTO out_list_rows BY NAME SELECT $as_of AS as_of, * FROM delivered_rows",
+                {"as_of": params["as_of"]})
     return con.execute("SELECT count(*) FROM delivered_rows").fetchall()[0][0]
 
 
@@ -306,7 +324,8 @@ def folder_path(root: Path, list_file: str) -> Path:
     """The file at a path made by ``list_paths``: a part that is not one safe name (a path that did
     not come from there) raises, so data can never point outside ``root``."""
     *folders, name = list_file.split("/")
-    if any(list_paths.path_part(f) != f for f in folders) or not list_paths.is_plain_csv_name(name):
+    if any(list_paths.path_part(f) != f for f in folders) or not list_paths.is_plain_file_name(
+            name, (".csv", ".xlsx")):
         raise ValueError(f"list path {list_file!r} is not made of safe names")
     path = root.joinpath(*folders, name)
     if not path.resolve().is_relative_to(root.resolve()):
@@ -315,14 +334,19 @@ def folder_path(root: Path, list_file: str) -> Path:
 
 
 def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Path, as_of: dt.datetime,
-                profile: str) -> dict:
-    """Write every list of this run under ``staging`` and its ``manifest.json``; return the manifest."""
-    # Each file's lines are joined in the database: a city's rows fetched one by one into Python
-    # cost more than the writing.
+                profile: str, sheet: xlsx_out.SheetSpec) -> dict:
+    """Write every list of this run under ``staging``, as CSV and as an XLSX workbook (``sheet``,
+    from ``list_workbooks.sheet_spec``), and its ``manifest.json``; return the manifest."""
+    # Each file's lines (CSV and sheet XML) and its column widths are made in the database, in one
+    # pass: a city's rows fetched one by one into Python cost more than the writing.
+    widths = ", ".join(f"max({xlsx_out.width_sql('row_values', i + 1)})" for i in range(len(LIST_COLUMNS)))
     files = con.execute(f"""
         SELECT list_file, count(*) AS row_count,
-               string_agg({csv_line_sql('row_values')} || chr(13) || chr(10), '' ORDER BY sort_key) AS body
-        FROM delivered_rows GROUP BY list_file ORDER BY list_file""", {"formula_start": FORMULA_START}).fetchall()
+               string_agg({csv_line_sql('row_values')} || chr(13) || chr(10), '' ORDER BY sort_key) AS body,
+               string_agg({xlsx_out.row_xml_sql('row_values', sheet)}, '' ORDER BY sort_key) AS sheet_body,
+               [{widths}] AS widths
+        FROM delivered_rows GROUP BY list_file ORDER BY list_file""",
+                        {"formula_start": FORMULA_START}).fetchall()
     counts: dict[tuple[str, str], dict[str, int]] = {}
     for list_file, kind, key, count in con.execute("""
             SELECT list_file, 'by_category', category, count(*) FROM delivered_rows
@@ -331,10 +355,15 @@ def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Pat
             SELECT list_file, 'by_status', status, count(*) FROM delivered_rows GROUP BY ALL""").fetchall():
         counts.setdefault((list_file, kind), {})[key] = count
     entries = []
-    for list_file, row_count, body in files:
+    created = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")   # the run's as-of, so a rerun writes the same bytes
+    for list_file, row_count, body, sheet_body, column_widths in files:
         path = folder_path(staging, list_file)
         sha256 = write_csv_text(path, layout.headers, body)
+        workbook = folder_path(staging, list_paths.workbook_file(list_file))
+        workbook_sha256 = xlsx_out.write_workbook(workbook, sheet, sheet_body, row_count, column_widths,
+                                                  path.stem, created)
         entries.append({"file": path.relative_to(staging).as_posix(), "rows": row_count,
+                        "workbook": workbook.relative_to(staging).as_posix(), "workbook_sha256": workbook_sha256,
                         "by_category": dict(sorted(counts.get((list_file, "by_category"), {}).items())),
                         "by_status": dict(sorted(counts.get((list_file, "by_status"), {}).items())),
                         "sha256": sha256})

@@ -39,9 +39,14 @@ def path_part(text: str | None, max_bytes: int = PART_BYTES) -> str:
     return _cleaned(text, max_bytes) or FALLBACK
 
 
-def is_plain_csv_name(name: str) -> bool:
-    """A file name from the layout that is one safe name ending in ``.csv`` (no folder, no dot file)."""
-    return name.endswith(".csv") and path_part(name.removesuffix(".csv")) == name.removesuffix(".csv")
+def is_plain_file_name(name: str, suffixes: tuple[str, ...] = (".csv",)) -> bool:
+    """A file name that is one safe name and one of ``suffixes`` (no folder, no dot file)."""
+    return any(name.endswith(s) and path_part(name.removesuffix(s)) == name.removesuffix(s) for s in suffixes)
+
+
+def workbook_file(list_file: str) -> str:
+    """The workbook beside a list: the same path, ``.xlsx``."""
+    return list_file.removesuffix(".csv") + ".xlsx"
 
 
 def district_file(district: str | None, file_name: str) -> str:

@@ -73,7 +73,7 @@ def load_sheets_layout(path: Path | None = None) -> SheetsLayout:
         raise SchemaError(f"{path}: transfer_sheets needs {len(TRIP_COLUMNS)} trip_headers and "
                           f"{len(ARRIVAL_COLUMNS)} arrival_headers")
     if (list_paths.path_part(layout.arrival_folder) != layout.arrival_folder
-            or not list_paths.is_plain_csv_name(layout.trip_file)):
+            or not list_paths.is_plain_file_name(layout.trip_file)):
         raise SchemaError(f"{path}: transfer_sheets: arrival_folder must be a plain folder name and "
                           "trip_file a .csv name")
     return layout

@@ -40,7 +40,7 @@ def load_sheet_layout(path: Path | None = None) -> SheetLayout:
         layout = SheetLayout(str(data["file"]), tuple(data["headers"]), dict(data["statuses"]), dict(data["scopes"]))
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise SchemaError(f"{path}: broken risk_area_sheet: {exc!r}") from exc
-    if not list_paths.is_plain_csv_name(layout.file):
+    if not list_paths.is_plain_file_name(layout.file):
         raise SchemaError(f"{path}: risk_area_sheet file must be one plain .csv file name, not {layout.file!r}")
     if len(layout.headers) != 12 or set(layout.statuses) != {"new", "extended", "unchanged", "lifted"}:
         raise SchemaError(f"{path}: risk_area_sheet needs 12 headers and the statuses new, extended, "

@@ -1,0 +1,173 @@
+"""The offices' answers: a delivered list filled in and dropped into the landing folder, read back
+through the list_returns feed (its faults set aside with reasons) and matched to the persons the
+lists asked about (core_followup), with another community's resident and unknown keys set aside."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from tests.conftest import feeds_by_agency, ingest_landing, query, write_csv
+from tests.test_lists import PARK, RIVER, Listed, T, household_outbreak, read_list
+from trace24.schemas.contracts import load_schemas
+from trace24.transforms import database
+from trace24.transforms.followup import answers
+from trace24.transforms.ingest import landing, load
+from trace24.transforms.lists import community_lists, list_workbooks
+
+ANSWERS = list_workbooks.load_answer_layout()
+PARK_LIST = Path("武昌区") / "积玉桥街道" / "420106002001_和平社区"
+
+
+def follow_up(con, as_of: dt.datetime) -> dict[str, int]:
+    return answers.build_followup(con, answers.followup_parameters(ANSWERS.values, list(ANSWERS.controlling), as_of))
+
+
+def ingest_with(con, landing_dir: Path, db_path: Path) -> None:
+    """The ingest steps on an open store (the scenario's connection)."""
+    schemas = load_schemas()
+    files, _ = landing.discover(landing_dir, feeds_by_agency(schemas))
+    run_id = load.start_run(con, landing_dir)
+    outcomes = [load.ingest_file(con, schemas, f, run_id, load.archive_dir_for(db_path)) for f in files]
+    load.finish_run(con, run_id, outcomes)
+
+
+@pytest.fixture
+def city(tmp_path):
+    c = Listed(tmp_path / "lists.duckdb", tmp_path / "out")
+    c.con.execute("SELECT nextval('load_id_sequence') FROM range(100)")   # past the scenario's own loads
+    yield c
+    c.con.close()
+
+
+def answer_workbook(source: Path, target: Path, filled: dict[str, tuple]) -> None:
+    """What an office does: open its list, choose 处置结果, type 落实时间 and 经办人, save it."""
+    book = openpyxl.load_workbook(source)
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    for row in sheet.iter_rows(min_row=2):
+        name = row[header.index("姓名")].value
+        if name in filled:
+            for column, value in zip(("处置结果", "落实时间", "经办人"), filled[name], strict=False):
+                row[header.index(column)].value = value
+    target.parent.mkdir(parents=True, exist_ok=True)
+    book.save(target)
+
+
+def test_an_answered_workbook_comes_back_as_each_persons_follow_up(city, tmp_path):
+    household_outbreak(city)
+    lists = city.deliver(as_of=T(2020, 2, 9))
+    day = tmp_path / "landing" / "2020-02-09" / "community"
+    answer_workbook(lists / PARK_LIST.with_suffix(".xlsx"), day / "list_returns_420106002001.xlsx",
+                    {"李娜": ("已集中隔离", dt.datetime(2020, 2, 9, 15, 30), "王社工"), "王芳": ("联系不上",)})
+    # 临江社区's office answers a 和平社区 resident: not its own, set aside with the office named.
+    park_rows = read_list(lists / PARK_LIST.with_suffix(".csv"))
+    stranger = next(r["回执编号"] for r in park_rows if r["姓名"] == "张伟")
+    write_csv(day / "list_returns_420106002002.csv", ["回执编号", "处置结果", "落实时间", "经办人", "备注"],
+              [[stranger, "已落实居家隔离", "2020-02-09 10:00", "赵社工", ""]])
+    ingest_with(city.con, tmp_path / "landing", tmp_path / "lists.duckdb")
+    counts = follow_up(city.con, T(2020, 2, 10))
+    assert counts == {"delivered": 4, "accepted": 2, "set_aside": 1, "blank": 1}    # 张伟's own row: blank
+    latest = city.con.execute("SELECT person_id, answer_key, is_controlled, controlled_at, office_code, "
+                              "first_controlled_at FROM core_followup ORDER BY person_id").fetchall()
+    assert latest == [(2, "central_isolation", True, dt.datetime(2020, 2, 9, 15, 30), "420106002001",
+                       dt.datetime(2020, 2, 9, 15, 30)),
+                      (3, "unreachable", False, None, "420106002001", None)]
+    rejects = city.con.execute("SELECT office_code, reject_reason, listed_community_code, row_key "
+                               "FROM followup_rejects").fetchall()
+    assert rejects == [("420106002002", "other_community", "420106002001", stranger)]
+    audit = city.con.execute("SELECT source_file, rows_read, rows_loaded, rows_quarantined FROM load_audit "
+                             "WHERE feed = 'list_returns' ORDER BY source_file").fetchall()
+    assert [(read, loaded + quarantined) for _, read, loaded, quarantined in audit] == [(3, 3), (1, 1)]
+
+
+RETURN_HEADER = ["备注", "处置结果", "姓名", "回执编号", "落实时间", "经办人"]   # columns moved, one extra
+
+
+def test_a_returned_list_sets_its_faults_aside_with_reasons_and_loads_the_rest(day1, db_path):
+    key = "R0123456789ABCDEF"
+    write_csv(day1 / "community" / "list_returns_420106002001.csv", RETURN_HEADER, [
+        ["", "已落实居家隔离", "李娜", key, "2020-02-10 09:00", "王社工"],
+        ["", "已隔离", "王芳", "R0123456789ABCDE0", "2020-02-10 09:00", "王社工"],     # typed over the drop-down
+        ["", "已集中隔离", "张伟", "R0123456789ABCDE1", "2020-02-11 08:00", "王社工"],  # tomorrow
+        ["", "已转运", "赵敏", "R12", "2020-02-10 09:00", ""],                          # not a key
+        ["", "已送医", "孙丽", "", "2020-02-10 09:00", ""],                             # no key
+        ["", "", "钱七", "r0123456789abcde2", "", ""],                                  # not answered yet
+    ])
+    ingest_landing(day1.parent, db_path)
+    reasons = dict(query(db_path, "SELECT source_row_number, reason_codes FROM quarantine ORDER BY 1"))
+    assert reasons == {2: ["invalid_enum:answer"], 3: ["after_delivery:controlled_at"],
+                       4: ["invalid_pattern:row_key"], 5: ["missing:row_key"]}
+    messages = dict(query(db_path, "SELECT source_row_number, reasons FROM quarantine ORDER BY 1"))
+    assert messages[3] == ["落实时间: later than the day the file was delivered"]
+    assert query(db_path, "SELECT row_key, answer, controlled_at FROM staged_list_returns ORDER BY 1") == [
+        ("R0123456789ABCDE2", None, None), (key, "已落实居家隔离", dt.datetime(2020, 2, 10, 9))]
+    assert query(db_path, "SELECT rows_read, rows_loaded, rows_quarantined FROM load_audit") == [(6, 2, 4)]
+    # A day without returns is no fault: offices answer when they have acted.
+    assert not query(db_path, "SELECT * FROM delivery_warnings WHERE feed = 'list_returns'")
+
+
+def _listed(con, person_id: int, community: str | None, district: str, as_of: dt.datetime) -> str:
+    """A row on a delivered list; returns its 回执编号."""
+    key = f"R{person_id:016X}"
+    con.execute("INSERT INTO out_list_rows BY NAME SELECT $as_of AS as_of, $file AS list_file, $district AS district, "
+                "$community AS community_code, $person AS person_id, 'close_contact' AS category, 'new' AS status, "
+                "[] AS row_values, '' AS sort_key, $key AS row_key",
+                {"as_of": as_of, "file": f"{district}/{community or '未落地人员'}.csv", "district": district,
+                 "community": community, "person": person_id, "key": key})
+    return key
+
+
+def test_every_answer_and_every_reason_to_set_one_aside(tmp_path):
+    db_path = tmp_path / "store.duckdb"
+    con = database.connect(db_path, load_schemas())
+    community_lists.ensure_out_list_rows(con)
+    con.execute("CREATE TABLE persons (person_id BIGINT, merged_into_person_id BIGINT)")
+    con.execute("INSERT INTO persons SELECT range, NULL FROM range(1, 20)")
+    con.execute("UPDATE persons SET merged_into_person_id = 1 WHERE person_id = 9")   # 9 turned out to be 1
+    listed_at = T(2020, 2, 9)
+    keys = [_listed(con, p, PARK[0], PARK[3], listed_at) for p in range(1, 10)]
+    unplaced = _listed(con, 10, None, PARK[3], listed_at)
+    river = _listed(con, 11, RIVER[0], RIVER[3], listed_at)
+    header = ["回执编号", "处置结果", "落实时间"]
+    texts = list(ANSWERS.values.values())
+    day1 = tmp_path / "landing" / "2020-02-10" / "community"
+    write_csv(day1 / "list_returns_420106002001.csv", header,
+              [[k, t, "2020-02-10 08:00"] for k, t in zip(keys, texts, strict=True)]
+              + [[unplaced, "已转运", ""], [river, "已转运", ""], ["RFFFFFFFFFFFFFFFF", "已转运", ""]])
+    write_csv(day1 / "list_returns.csv", header, [[keys[0], "已转运", ""]])                # names no office
+    # The next day the office answers person 2 again: the later answer is the one that counts.
+    write_csv(tmp_path / "landing" / "2020-02-11" / "community" / "list_returns_420106002001_补报.csv", header,
+              [[keys[1], "已转运", "2020-02-11 09:00"]])
+    ingest_with(con, tmp_path / "landing", db_path)
+    counts = follow_up(con, T(2020, 2, 12))
+    assert counts == {"delivered": 14, "accepted": 10, "set_aside": 4, "blank": 0}
+    rejects = dict(con.execute("SELECT row_key, reject_reason FROM followup_rejects "
+                               "WHERE source_file NOT LIKE '%list_returns.csv'").fetchall())
+    assert rejects == {unplaced: "unplaced_row", river: "other_community", "RFFFFFFFFFFFFFFFF": "unknown_row_key"}
+    assert con.execute("SELECT reject_reason, office_code FROM followup_rejects "
+                       "WHERE source_file LIKE '%list_returns.csv'").fetchall() == [("no_office", None)]
+    latest = dict(con.execute("SELECT person_id, answer_key FROM core_followup").fetchall())
+    # Every value of the drop-down is read as its answer; person 9's answer is about person 1, whose
+    # own answer came earlier in the file (the later row is the latest).
+    assert latest == {1: "left_city", 2: "transferred", 3: "transferred", 4: "hospitalised",
+                      5: "not_found", 6: "unreachable", 7: "refused", 8: "wrong_information"}
+    two = con.execute("SELECT answer_key, is_current, delivery_date FROM core_followup_history "
+                      "WHERE person_id = 2 ORDER BY delivery_date").fetchall()
+    assert two == [("central_isolation", False, dt.date(2020, 2, 10)), ("transferred", True, dt.date(2020, 2, 11))]
+    first = con.execute("SELECT first_controlled_at, answers FROM core_followup WHERE person_id = 2").fetchone()
+    assert first == (dt.datetime(2020, 2, 10, 8), 2)
+    # Run as of the first day only: the second day's answer is not seen yet.
+    follow_up(con, T(2020, 2, 10, 23))
+    assert con.execute("SELECT answers FROM core_followup WHERE person_id = 2").fetchone() == (1,)
+    con.close()
+
+
+def test_the_drop_down_offers_exactly_what_the_returns_feed_accepts():
+    contract = load_schemas().feeds["list_returns"]
+    assert list(contract.field("answer").values) == list(ANSWERS.values.values())
+    assert set(ANSWERS.controlling) == {"home_isolation", "central_isolation", "transferred", "hospitalised"}
+    assert community_lists.LIST_COLUMNS[-5:] == ("row_key", "answer", "controlled_at", "handled_by", "note")
