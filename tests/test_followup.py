@@ -14,9 +14,9 @@ from tests.conftest import feeds_by_agency, ingest_landing, query, write_csv
 from tests.test_lists import PARK, RIVER, Listed, T, household_outbreak, read_list
 from trace24.schemas.contracts import load_schemas
 from trace24.transforms import database
-from trace24.transforms.followup import answers
+from trace24.transforms.followup import answers, escalations
 from trace24.transforms.ingest import landing, load
-from trace24.transforms.lists import community_lists, list_workbooks
+from trace24.transforms.lists import community_lists, escalation_sheets, list_workbooks
 
 ANSWERS = list_workbooks.load_answer_layout()
 PARK_LIST = Path("武昌区") / "积玉桥街道" / "420106002001_和平社区"
@@ -171,3 +171,38 @@ def test_the_drop_down_offers_exactly_what_the_returns_feed_accepts():
     assert list(contract.field("answer").values) == list(ANSWERS.values.values())
     assert set(ANSWERS.controlling) == {"home_isolation", "central_isolation", "transferred", "hospitalised"}
     assert community_lists.LIST_COLUMNS[-5:] == ("row_key", "answer", "controlled_at", "handled_by", "note")
+
+
+def escalate(con, as_of: dt.datetime) -> dict[str, int]:
+    follow_up(con, as_of)
+    return escalations.build_escalations(con, escalations.escalation_parameters(ANSWERS.escalations, "未知区", as_of))
+
+
+def test_whom_an_office_cannot_bring_under_control_goes_to_police_street_or_other_cities(city, tmp_path):
+    household_outbreak(city)
+    city.add("transport", 3, mode="火车", trip_number="G80", departure_date=dt.date(2020, 2, 8),
+             to_station="北京西", departed_at=T(2020, 2, 8, 10))            # 王芳 took a train out
+    lists = city.deliver(as_of=T(2020, 2, 9))
+    answer_workbook(lists / PARK_LIST.with_suffix(".xlsx"),
+                    tmp_path / "landing" / "2020-02-09" / "community" / "list_returns_420106002001.xlsx",
+                    {"李娜": ("联系不上",), "王芳": ("已离汉",), "张伟": ("拒不配合",)})
+    ingest_with(city.con, tmp_path / "landing", tmp_path / "lists.duckdb")
+    assert escalate(city.con, T(2020, 2, 10)) == {"other_city": 1, "police": 1, "street": 1}
+    staging = tmp_path / "sheets"
+    entries = escalation_sheets.write_sheets(city.con, community_lists.load_layout(),
+                                             escalation_sheets.load_escalation_layout(), staging)
+    assert [(e["file"], e["kind"], e["rows"]) for e in entries] == [
+        ("武昌区/公安协查.csv", "police", 1), ("武昌区/外省市协查.csv", "other_city", 1),
+        ("武昌区/积玉桥街道/拒不配合人员.csv", "street", 1)]
+    police = read_list(staging / "武昌区" / "公安协查.csv")
+    assert [(r["姓名"], r["证件号码"], r["处置结果"], r["答复社区"]) for r in police] == [
+        ("李娜", "420102********0011", "联系不上", "420106002001")]
+    assert police[0]["关联病例"] == "C0000001" and police[0]["类别"] == "密切接触者"
+    away = read_list(staging / "武昌区" / "外省市协查.csv")
+    assert [(r["姓名"], r["去向"]) for r in away] == [("王芳", "北京西")]
+    assert away[0]["最近出现"] == "2020-02-08 10:00 G80 → 北京西"
+    # 李娜 scans a venue code, delivered after the answer: the records have her again, so the
+    # police no longer need to look; the others stay escalated.
+    city.delivered(dt.date(2020, 2, 10))
+    city.add("place_scans", 2, venue_code="V9", venue_type="商超", scanned_at=T(2020, 2, 10, 9))
+    assert escalate(city.con, T(2020, 2, 11)) == {"other_city": 1, "street": 1}

@@ -64,7 +64,8 @@ class Listed(Classified):
             layout, load_rule_profile("nhc-v6"), as_of))
         staging = community_lists.staging_folder(self.out, as_of)
         sheet = list_workbooks.sheet_spec(layout.headers, list_workbooks.load_answer_layout(), as_of)
-        community_lists.write_lists(self.con, layout, staging, as_of, "nhc-v6", sheet)
+        manifest = community_lists.write_lists(self.con, layout, staging, as_of, "nhc-v6", sheet)
+        community_lists.write_manifest(staging, manifest)
         return community_lists.publish(staging, self.out, as_of)
 
 

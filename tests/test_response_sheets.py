@@ -193,13 +193,6 @@ def test_no_plan_no_sheets(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_sheets_join_the_manifest(two_trips, tmp_path):
-    manifest = {"as_of": "x", "files": [], "rows": 0}
-    merged = response_sheets.add_to_manifest(tmp_path, manifest, _write(two_trips, tmp_path))
-    assert merged["files"] == [] and len(merged["trip_sheets"]) == 2 and len(merged["arrival_sheets"]) == 1
-    assert (tmp_path / "manifest.json").read_text(encoding="utf-8").count("sha256") == 3
-
-
 # The transfer clock.
 
 def _clock_store() -> duckdb.DuckDBPyConnection:

@@ -198,11 +198,14 @@ def run(
                          ("list files", result["list_files"]), ("list rows", result["list_rows"])):
         table.add_row(label, f"{value:,}")
     console.print(table)
-    clock = Table(title="24-hour clock: cases by district and day of clock start")
-    for name in ("district", "day", "cases", "met", "missed", "pending", "compliance"):
+    clock = Table(title="24-hour clock: cases by district and day of clock start (contacts listed; "
+                        "contacts controlled, as the offices answered)")
+    for name in ("district", "day", "cases", "listed: met", "missed", "pending", "compliance",
+                 "controlled: met", "compliance "):
         clock.add_column(name, justify="left" if name in ("district", "day") else "right")
     for row in result["compliance"]:
-        clock.add_row(*row[:6], "-" if row[6] == "None" else f"{float(row[6]):.0%}")
+        clock.add_row(*row[:6], "-" if row[6] == "None" else f"{float(row[6]):.0%}", row[7],
+                      "-" if row[10] == "None" else f"{float(row[10]):.0%}")
     console.print(clock)
     stages = Table(title="stages")
     for name in ("stage", "seconds", "peak memory (GiB)"):

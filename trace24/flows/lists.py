@@ -20,9 +20,11 @@ from trace24.settings import DEFAULT_PROFILE, RunSettings
 from trace24.transforms import database
 from trace24.transforms.categories import classify
 from trace24.transforms.followup import answers as followup_answers
+from trace24.transforms.followup import escalations as followup_escalations
 from trace24.transforms.lists import (
     closure_clock,
     community_lists,
+    escalation_sheets,
     list_workbooks,
     response_sheets,
     risk_area_sheets,
@@ -39,11 +41,14 @@ def classify_persons(con, params) -> dict[str, int]:
 
 @task(cache_policy=NONE)
 def follow_up(con, settings: RunSettings) -> dict[str, int]:
-    """The offices' answers to their lists: ``core_followup`` and the rows set aside."""
+    """The offices' answers to their lists: ``core_followup``, the rows set aside, the escalations."""
     community_lists.ensure_out_list_rows(con)
     answers = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
-    return followup_answers.build_followup(con, followup_answers.followup_parameters(
+    counts = followup_answers.build_followup(con, followup_answers.followup_parameters(
         answers.values, list(answers.controlling), settings.as_of))
+    escalated = followup_escalations.build_escalations(con, followup_escalations.escalation_parameters(
+        answers.escalations, settings.layout.unknown_district, settings.as_of))
+    return {**counts, "escalated": sum(escalated.values())}
 
 
 @task(cache_policy=NONE)
@@ -53,11 +58,15 @@ def build_lists(con, params) -> int:
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
 def write_lists(con, settings: RunSettings, staging: Path) -> dict:
-    """Each list as CSV and XLSX. Writing files is I/O: retried (into the same staging folder) when
-    a share hiccups."""
-    sheet = list_workbooks.sheet_spec(settings.layout.headers, list_workbooks.load_answer_layout(
-        settings.schemas.root / "community_lists.yaml"), settings.as_of)
-    return community_lists.write_lists(con, settings.layout, staging, settings.as_of, settings.rules.name, sheet)
+    """Each list as CSV and XLSX, and the escalation sheets: the manifest's entries. Writing files is
+    I/O: retried (into the same staging folder) when a share hiccups."""
+    layout_file = settings.schemas.root / "community_lists.yaml"
+    sheet = list_workbooks.sheet_spec(settings.layout.headers, list_workbooks.load_answer_layout(layout_file),
+                                      settings.as_of)
+    manifest = community_lists.write_lists(con, settings.layout, staging, settings.as_of, settings.rules.name, sheet)
+    escalated = escalation_sheets.write_sheets(con, settings.layout,
+                                               escalation_sheets.load_escalation_layout(layout_file), staging)
+    return {**manifest, "escalation_sheets": escalated}
 
 
 @task(cache_policy=NONE)
@@ -134,8 +143,9 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
     build_lists(con, community_lists.list_parameters(layout, rules, as_of))
     manifest = write_lists(con, settings, staging)
     timer.lap(None)
-    manifest = response_sheets.add_to_manifest(staging, manifest, write_response_sheets(con, settings, staging))
+    manifest = {**manifest, **write_response_sheets(con, settings, staging)}
     timer.lap("sheets")
+    community_lists.write_manifest(staging, manifest)   # once, with every file of the run
     compliance = run_clock(con, tracing_clock.clock_parameters(rules, layout.unknown_district, as_of))
     timer.lap(None)
     closure_compliance, transfer_compliance = run_response_clocks(con, settings)
@@ -183,7 +193,7 @@ def lists_stage(settings: RunSettings) -> dict:
             "answers": done["answers"],
             "transfers": done["transfers"], "areas": done["areas"], "lists_dir": str(lists_dir),
             "list_files": len(manifest["files"]), "list_rows": manifest["rows"],
-            "area_sheets": len(manifest["risk_area_sheets"]),
+            "area_sheets": len(manifest["risk_area_sheets"]), "escalation_sheets": len(manifest["escalation_sheets"]),
             "trip_sheets": len(manifest["trip_sheets"]), "arrival_sheets": len(manifest["arrival_sheets"]),
             "compliance": [list(map(str, row)) for row in done["compliance"]],
             "closure_compliance": [list(map(str, row)) for row in done["closure_compliance"]],

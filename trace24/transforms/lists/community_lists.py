@@ -84,6 +84,15 @@ LIST_COLUMNS = ("status", "category_label", "name", "sex", "age", "phone", "mask
 # A change in any of these makes a row 变更; the trip number (车次) is new every run, so not it.
 CONTENT_COLUMNS = LIST_COLUMNS[1:LIST_COLUMNS.index("trip")]
 
+def masked_id_sql(column: str) -> str:
+    """SQL for an ID number as every delivered sheet shows it: the first 6 and last 4 characters
+    (a short number: the last 2), the rest ``*``; empty when none."""
+    return (f"CASE WHEN {column} IS NULL THEN '' "
+            f"WHEN length({column}) > 10 "
+            f"THEN left({column}, 6) || repeat('*', length({column}) - 10) || right({column}, 4) "
+            f"ELSE repeat('*', length({column}) - 2) || right({column}, 2) END")
+
+
 LIST_ROWS_SQL = """
 CREATE OR REPLACE TEMP TABLE current_list_rows AS
 WITH categories AS (
@@ -170,10 +179,7 @@ rows AS (
            coalesce(p.name, '') AS name, coalesce(p.sex, '') AS sex,
            coalesce(CAST(date_sub('year', p.birth_date, CAST($as_of AS DATE)) AS VARCHAR), '') AS age,
            coalesce(p.phone, '') AS phone,
-           CASE WHEN p.id_number IS NULL THEN ''
-                WHEN length(p.id_number) > 10
-                THEN left(p.id_number, 6) || repeat('*', length(p.id_number) - 10) || right(p.id_number, 4)
-                ELSE repeat('*', length(p.id_number) - 2) || right(p.id_number, 2) END AS masked_id_number,
+           {masked_id} AS masked_id_number,
            coalesce(p.grid, '') AS grid, coalesce(p.compound, '') AS compound,
            coalesce(p.building, '') AS building, coalesce(p.unit, '') AS unit, coalesce(p.room, '') AS room,
            CASE WHEN p.is_in_register THEN '' ELSE coalesce(p.address_text, '') END AS address_text,
@@ -210,7 +216,7 @@ rows AS (
     LEFT JOIN person_areas AS ra USING (person_id)
 )
 SELECT * FROM rows
-"""
+""".replace("{masked_id}", masked_id_sql("p.id_number"))
 
 OUT_ROWS_DDL = """
 CREATE TABLE IF NOT EXISTS out_list_rows (
@@ -336,7 +342,8 @@ def folder_path(root: Path, list_file: str) -> Path:
 def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Path, as_of: dt.datetime,
                 profile: str, sheet: xlsx_out.SheetSpec) -> dict:
     """Write every list of this run under ``staging``, as CSV and as an XLSX workbook (``sheet``,
-    from ``list_workbooks.sheet_spec``), and its ``manifest.json``; return the manifest."""
+    from ``list_workbooks.sheet_spec``); return the manifest (``write_manifest`` writes it once the
+    run's sheets have joined it)."""
     # Each file's lines (CSV and sheet XML) and its column widths are made in the database, in one
     # pass: a city's rows fetched one by one into Python cost more than the writing.
     widths = ", ".join(f"max({xlsx_out.width_sql('row_values', i + 1)})" for i in range(len(LIST_COLUMNS)))
@@ -369,12 +376,11 @@ def write_lists(con: duckdb.DuckDBPyConnection, layout: ListLayout, staging: Pat
                         "sha256": sha256})
     manifest = {"as_of": as_of.isoformat(sep=" "), "profile": profile, "files": entries,
                 "rows": sum(e["rows"] for e in entries)}
-    write_manifest(staging, manifest)
     return manifest
 
 
 def write_manifest(staging: Path, manifest: dict) -> None:
-    """``manifest.json`` of the run's staging folder (the sheets' entries join it later)."""
+    """``manifest.json`` of the run's staging folder: the lists' entries and every sheet's."""
     (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
 

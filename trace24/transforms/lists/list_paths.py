@@ -95,6 +95,21 @@ def district_files(districts: list[str], file_name: str) -> dict[str, str]:
     return {row[0]: row[-1] for row in rows}
 
 
+def street_files(streets: list[tuple[str, str | None]], file_name: str, unknown_street: str) -> dict[tuple, str]:
+    """Each (district, street)'s ``<区>/<街道>/<file_name>``, two streets never on one file."""
+    owner_of: dict[str, tuple] = {}
+    paths = {}
+    for key in sorted(set(streets), key=lambda k: (any(v is not None and path_part(v) != v for v in k),
+                                                    tuple(v or "" for v in k))):
+        district, street = key
+        path = f"{path_part(district)}/{path_part(street or unknown_street)}/{file_name}"
+        if owner_of.setdefault(path, key) != key:
+            digest = hashlib.sha256("\x1f".join(v or "" for v in key).encode()).hexdigest()[:8]
+            path = path.removesuffix(".csv") + f"_{digest}.csv"
+        paths[key] = path
+    return paths
+
+
 def build_list_files(con: duckdb.DuckDBPyConnection, unplaced_file: str, unknown_street: str) -> int:
     """``list_files`` (temporary): the file of every community and district on this run's lists
     (``current_list_rows``); returns how many files."""

@@ -32,6 +32,7 @@ class AnswerLayout:
     note_max: int
     widths: dict[str, int]          # answer column → its width (they are empty when delivered)
     controlling: tuple[str, ...]    # the answer codes that mean the person is under control
+    escalations: dict[str, str]     # answer code → police, street or other_city
 
 
 def load_answer_layout(path: Path | None = None) -> AnswerLayout:
@@ -44,7 +45,8 @@ def load_answer_layout(path: Path | None = None) -> AnswerLayout:
                                                          "handled_by_error", "note_prompt", "note_error")},
                               int(data["time_window_days"]), int(data["handled_by_max"]), int(data["note_max"]),
                               {str(k): int(v) for k, v in data["widths"].items()},
-                              tuple(str(k) for k in data["controlling"]))
+                              tuple(str(k) for k in data["controlling"]),
+                              {str(k): str(v) for k, v in data["escalations"].items()})
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SchemaError(f"{path}: broken answers: {exc!r}") from exc
     # A list validation's values travel in one formula of at most 255 characters, comma-separated.
@@ -53,6 +55,9 @@ def load_answer_layout(path: Path | None = None) -> AnswerLayout:
         raise SchemaError(f"{path}: answers.values must be a few values without commas (255 characters in all)")
     if set(layout.controlling) - set(layout.values):
         raise SchemaError(f"{path}: answers.controlling names answers it does not have: {list(layout.controlling)}")
+    if set(layout.escalations) - set(layout.values) or \
+            set(layout.escalations.values()) - {"police", "street", "other_city"}:
+        raise SchemaError(f"{path}: answers.escalations maps answers to police, street or other_city")
     if set(layout.widths) - set(ANSWER_COLUMNS):
         raise SchemaError(f"{path}: answers.widths names columns that are not answers: {sorted(layout.widths)}")
     return layout

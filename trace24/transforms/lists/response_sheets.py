@@ -38,7 +38,6 @@ from trace24.transforms.lists.community_lists import (
     LIST_COLUMNS,
     ListLayout,
     folder_path,
-    write_manifest,
 )
 
 TRIP_COLUMNS = ("trip", "vehicle", "vehicle_kind", "category", "facility", "bed_kind", "pickup_at", "arrival_at",
@@ -191,10 +190,3 @@ def write_sheets(con: duckdb.DuckDBPyConnection, layout: ListLayout, sheets: She
         arrival_entries.append(_write(path, staging, sheets.arrival_headers, rows, body, trips))
     return {"trip_sheets": sorted(trip_entries, key=lambda e: e["file"]),
             "arrival_sheets": sorted(arrival_entries, key=lambda e: e["file"])}
-
-
-def add_to_manifest(staging: Path, manifest: dict, sheets: dict[str, list[dict]]) -> dict:
-    """The run's manifest with the sheets' entries under their keys, rewritten in the staging folder."""
-    manifest = {**manifest, **sheets}
-    write_manifest(staging, manifest)
-    return manifest

@@ -14,6 +14,12 @@ Reasons a contact missed the target, first that applies:
 - ``missing_data``: the contact has neither a phone nor an address to act on;
 - ``not_listed_in_time``: everything was there, the lists were late (run cadence, processing).
 A case whose deadline has not passed and whose contacts are not all listed is ``pending``.
+
+The clock also says whether the contacts were *controlled* in time, which is what the target asks:
+a contact is controlled at the 落实时间 of the first office answer that means control
+(``core_followup.first_controlled_at``: home or central isolation, transferred, sent to hospital);
+``control_status`` is ``met`` when every close contact was controlled by the deadline, ``pending``
+before it, ``missed`` after it.
 """
 
 from __future__ import annotations
@@ -63,10 +69,16 @@ revealed AS (
     SELECT case_person_id, contact_person_id, min(known_at) AS revealed_at
     FROM exposure_known
     GROUP BY ALL
+),
+controlled AS (
+    -- The office's 落实时间 of the first answer that means control (followup/answers.py).
+    SELECT person_id, first_controlled_at FROM core_followup
 )
 SELECT k.case_person_id, k.case_code, c.contact_person_id, k.clock_started_at, k.deadline_at,
        l.first_listed_at, v.revealed_at,
        coalesce(l.first_listed_at <= k.deadline_at, false) AS is_within_target,
+       f.first_controlled_at AS controlled_at,
+       coalesce(f.first_controlled_at <= k.deadline_at, false) AS is_controlled_within_target,
        CASE WHEN l.first_listed_at <= k.deadline_at THEN NULL
             WHEN l.first_listed_at IS NULL AND k.deadline_at > $as_of THEN 'pending'
             WHEN p.community_code IS NULL THEN 'contact_unplaced'
@@ -78,6 +90,7 @@ JOIN contacts AS c USING (case_person_id)
 LEFT JOIN persons AS p ON p.person_id = c.contact_person_id
 LEFT JOIN listed AS l ON l.person_id = c.contact_person_id
 LEFT JOIN revealed AS v USING (case_person_id, contact_person_id)
+LEFT JOIN controlled AS f ON f.person_id = c.contact_person_id
 ORDER BY k.case_person_id, c.contact_person_id
 """
 
@@ -87,6 +100,8 @@ WITH per_case AS (
     SELECT case_person_id, count(*) AS contacts,
            count(*) FILTER (WHERE is_within_target) AS contacts_in_time,
            count(*) FILTER (WHERE miss_reason = 'pending') AS contacts_pending,
+           count(*) FILTER (WHERE is_controlled_within_target) AS contacts_controlled_in_time,
+           max(controlled_at) AS last_contact_controlled_at,
            max(first_listed_at) AS last_contact_listed_at,
            list_sort(list_distinct(list(miss_reason) FILTER (WHERE miss_reason IS NOT NULL))) AS miss_reasons
     FROM tracing_clock_contacts GROUP BY case_person_id
@@ -99,7 +114,13 @@ SELECT k.person_id AS case_person_id, k.case_code, k.is_asymptomatic, p.district
        CASE WHEN c.contacts IS NULL OR c.contacts = c.contacts_in_time THEN 'met'
             WHEN c.contacts_pending > 0 AND c.contacts - c.contacts_in_time = c.contacts_pending THEN 'pending'
             ELSE 'missed' END AS clock_status,
-       coalesce(c.miss_reasons, []) AS miss_reasons
+       coalesce(c.miss_reasons, []) AS miss_reasons,
+       coalesce(c.contacts_controlled_in_time, 0) AS contacts_controlled_in_time,
+       c.last_contact_controlled_at,
+       -- Controlled within 24 h: every close contact's office answered control by the deadline.
+       CASE WHEN c.contacts IS NULL OR c.contacts = c.contacts_controlled_in_time THEN 'met'
+            WHEN k.clock_started_at + to_minutes(CAST(60 * $target_hours AS BIGINT)) > $as_of THEN 'pending'
+            ELSE 'missed' END AS control_status
 FROM core_cases AS k
 LEFT JOIN per_case AS c ON c.case_person_id = k.person_id
 LEFT JOIN persons AS p ON p.person_id = k.person_id
@@ -115,7 +136,12 @@ SELECT coalesce(district, $unknown_district) AS district, CAST(clock_started_at 
        count(*) FILTER (WHERE clock_status = 'missed') AS missed,
        count(*) FILTER (WHERE clock_status = 'pending') AS pending,
        round(count(*) FILTER (WHERE clock_status = 'met')
-             / nullif(count(*) FILTER (WHERE clock_status <> 'pending'), 0), 4) AS compliance
+             / nullif(count(*) FILTER (WHERE clock_status <> 'pending'), 0), 4) AS compliance,
+       count(*) FILTER (WHERE control_status = 'met') AS controlled_met,
+       count(*) FILTER (WHERE control_status = 'missed') AS controlled_missed,
+       count(*) FILTER (WHERE control_status = 'pending') AS controlled_pending,
+       round(count(*) FILTER (WHERE control_status = 'met')
+             / nullif(count(*) FILTER (WHERE control_status <> 'pending'), 0), 4) AS controlled_compliance
 FROM tracing_clock
 GROUP BY ALL
 ORDER BY district, clock_date
@@ -129,7 +155,7 @@ def clock_parameters(profile: RuleProfile, unknown_district: str, as_of: dt.date
 
 def build_clock(con: duckdb.DuckDBPyConnection, params: dict) -> list[tuple]:
     """Write the three clock tables; return the compliance rows (district, day, cases, met, missed,
-    pending, compliance)."""
+    pending, compliance, then the same four for controlled within the target)."""
     for sql in (CLOCK_CONTACTS_SQL, CLOCK_SQL, COMPLIANCE_SQL):
         con.execute(sql, bound_parameters(sql, params))
     return con.execute("SELECT * FROM tracing_compliance").fetchall()

@@ -59,7 +59,10 @@ WITH compliance AS (
     SELECT * FROM tracing_compliance
 )
 SELECT district, sum(cases) AS cases, sum(met) AS met, sum(missed) AS missed, sum(pending) AS pending,
-       round(sum(met) / nullif(sum(met) + sum(missed), 0), 4) AS compliance
+       round(sum(met) / nullif(sum(met) + sum(missed), 0), 4) AS compliance,
+       sum(controlled_met) AS controlled_met,
+       round(sum(controlled_met) / nullif(sum(controlled_met) + sum(controlled_missed), 0), 4)
+           AS controlled_compliance
 FROM compliance
 GROUP BY district
 ORDER BY district
@@ -143,8 +146,10 @@ def summarise(con: duckdb.DuckDBPyConnection, ingest_run_id: int, as_of, profile
     categories = _rows(con, CATEGORIES_SQL, {"unknown_district": unknown_district})
     compliance = _rows(con, COMPLIANCE_SQL, {})
     for row in compliance:
-        row["compliance"] = None if row["compliance"] is None else float(row["compliance"])
+        for share in ("compliance", "controlled_compliance"):
+            row[share] = None if row[share] is None else float(row[share])
     met, missed = sum(r["met"] for r in compliance), sum(r["missed"] for r in compliance)
+    controlled = sum(r["controlled_met"] for r in compliance)
     pending = sum(r["pending"] for r in compliance)
     read = sum(r["rows_read"] for r in loads)
     quarantined = sum(r["rows_quarantined"] for r in loads)
@@ -160,7 +165,8 @@ def summarise(con: duckdb.DuckDBPyConnection, ingest_run_id: int, as_of, profile
         f"{read - quarantined:,} loaded, {quarantined:,} set aside in `quarantine`.\n\n{_markdown_table(loads)}",
         f"## People per category and district\n{_markdown_table(categories)}",
         f"## 24-hour clock\nInvestigation done and contacts listed within 24 hours: {_share(met, missed)} "
-        f"({met} met, {missed} missed, {pending} pending).\n\n{_markdown_table(compliance)}",
+        f"({met} met, {missed} missed, {pending} pending); every contact under control within 24 hours, "
+        f"as the community offices answered: {controlled} cases.\n\n{_markdown_table(compliance)}",
         f"## Beds and transfers\nBeds free now {sum(r['free'] for r in beds):,} of "
         f"{sum(r['capacity'] for r in beds):,}; {planned:,} transfers planned, {short:,} persons without a bed "
         f"(shortfall).\n\n{_markdown_table(beds)}\n\n{_markdown_table(transfers)}",

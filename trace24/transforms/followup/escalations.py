@@ -1,0 +1,85 @@
+"""Core layer: the persons an office could not bring under control, escalated to who can.
+
+What belongs here: ``followup_escalations``, one row per person whose latest answer escalates
+(查无此人, 联系不上, 信息有误 → the district's police, 公安协查; 拒不配合 → the street; 已离汉 → the
+other provinces and cities, 外省市协查), with where the records last saw them and, for one who left,
+where the records show them going. A person stays escalated until a later answer, or a record of
+them delivered after the answer (they were seen again), resolves it; so does leaving the four
+categories (released). What does not: the answers
+(``answers.py``), the sheets the escalations go out on (``lists/escalation_sheets.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from trace24.transforms.database import bound_parameters
+
+ESCALATIONS_SQL = """
+CREATE OR REPLACE TABLE followup_escalations AS
+WITH escalating AS (
+    -- Only while the person is still one of the four categories: a released person needs no search.
+    SELECT f.*, c.category, c.source_case_codes
+    FROM core_followup AS f
+    JOIN four_categories AS c USING (person_id)
+    WHERE list_contains($escalating_keys, f.answer_key)
+),
+records AS (
+    -- The escalated persons' records, with when each was delivered and what it says of a place.
+    SELECT r.person_id, r.feed, a.delivery_date,
+           coalesce(s.scanned_at, h.checked_in_at, t.departed_at, CAST(t.departure_date AS TIMESTAMP)) AS seen_at,
+           coalesce(s.venue_name, s.venue_code, h.hotel_name, h.hotel_code,
+                    t.trip_number || CASE WHEN t.to_station IS NULL THEN '' ELSE ' → ' || t.to_station END) AS place,
+           t.to_station
+    FROM person_records AS r
+    JOIN escalating AS e USING (person_id)
+    JOIN load_audit AS a ON a.load_id = r.load_id
+    LEFT JOIN staged_place_scans AS s ON r.feed = 'place_scans' AND s.load_id = r.load_id
+                                     AND s.source_row_number = r.source_row_number
+    LEFT JOIN staged_lodging AS h ON r.feed = 'lodging' AND h.load_id = r.load_id
+                                 AND h.source_row_number = r.source_row_number
+    LEFT JOIN staged_transport AS t ON r.feed = 'transport' AND t.load_id = r.load_id
+                                   AND t.source_row_number = r.source_row_number
+),
+seen AS (
+    SELECT person_id, max(delivery_date) AS last_record_on,
+           list(strftime(seen_at, '%Y-%m-%d %H:%M') || ' ' || place ORDER BY seen_at DESC, place)
+               FILTER (WHERE place IS NOT NULL AND seen_at IS NOT NULL)[1:$places] AS last_places,
+           arg_max(to_station, seen_at) FILTER (WHERE to_station IS NOT NULL) AS destination
+    FROM records
+    GROUP BY person_id
+),
+offices AS (
+    SELECT community_code, arg_max(street, (delivery_date, load_id)) AS street,
+           arg_max(district, (delivery_date, load_id)) AS district,
+           arg_max(community_name, (delivery_date, load_id)) AS community_name
+    FROM staged_communities WHERE is_current AND NOT is_deleted
+    GROUP BY community_code
+)
+SELECT e.person_id, map($escalating_keys, $escalating_to)[e.answer_key] AS escalated_to,
+       e.answer_key, e.answer, e.answered_on, e.office_code, e.category, e.source_case_codes,
+       coalesce(o.district, $unknown_district) AS district, o.street, o.community_name,
+       coalesce(s.last_places, []) AS last_places, s.destination
+FROM escalating AS e
+LEFT JOIN seen AS s USING (person_id)
+LEFT JOIN offices AS o ON o.community_code = e.office_code
+WHERE s.last_record_on IS NULL OR s.last_record_on <= e.answered_on
+ORDER BY escalated_to, district, person_id
+"""
+
+PLACES = 3
+
+
+def escalation_parameters(escalations: dict[str, str], unknown_district: str, as_of: dt.datetime) -> dict:
+    """``escalations``: answer key → `police`, `street` or `other_city` (``community_lists.yaml``)."""
+    return {"as_of": as_of, "escalating_keys": list(escalations), "escalating_to": list(escalations.values()),
+            "unknown_district": unknown_district, "places": PLACES}
+
+
+def build_escalations(con: duckdb.DuckDBPyConnection, params: dict) -> dict[str, int]:
+    """Write ``followup_escalations`` (after ``answers.build_followup``); return persons per escalation."""
+    con.execute(ESCALATIONS_SQL, bound_parameters(ESCALATIONS_SQL, params))
+    return dict(con.execute("SELECT escalated_to, count(*) FROM followup_escalations GROUP BY ALL ORDER BY ALL")
+                .fetchall())
