@@ -206,3 +206,21 @@ def test_whom_an_office_cannot_bring_under_control_goes_to_police_street_or_othe
     city.delivered(dt.date(2020, 2, 10))
     city.add("place_scans", 2, venue_code="V9", venue_type="商超", scanned_at=T(2020, 2, 10, 9))
     assert escalate(city.con, T(2020, 2, 11)) == {"other_city": 1, "street": 1}
+
+
+def test_a_row_no_office_answered_within_the_hours_is_listed_again_marked_reminder(city, tmp_path):
+    household_outbreak(city)
+    lists = city.deliver(as_of=T(2020, 2, 9))
+    answer_workbook(lists / PARK_LIST.with_suffix(".xlsx"),
+                    tmp_path / "landing" / "2020-02-09" / "community" / "list_returns_420106002001.xlsx",
+                    {"李娜": ("已落实居家隔离", dt.datetime(2020, 2, 9, 11)), "王芳": ("联系不上",)})
+    ingest_with(city.con, tmp_path / "landing", tmp_path / "lists.duckdb")
+    half_a_day = read_list(city.deliver(as_of=T(2020, 2, 9, 12)) / PARK_LIST.with_suffix(".csv"))
+    assert {r["姓名"]: r["状态"] for r in half_a_day} == {"张伟": "在管", "李娜": "在管", "王芳": "在管"}
+    next_day = read_list(city.deliver(as_of=T(2020, 2, 10)) / PARK_LIST.with_suffix(".csv"))
+    # 24 hours on the list: the one row nobody answered comes back 催办; an answer of any kind
+    # (联系不上 goes to the police instead) counts as answered.
+    assert {r["姓名"]: r["状态"] for r in next_day} == {"张伟": "催办", "李娜": "在管", "王芳": "在管"}
+    since = city.con.execute("SELECT DISTINCT first_listed_at FROM out_list_rows WHERE as_of = $a",
+                             {"a": T(2020, 2, 10)}).fetchall()
+    assert since == [(T(2020, 2, 9),)]

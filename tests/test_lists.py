@@ -14,6 +14,7 @@ import pytest
 from tests.test_categories import Classified
 from tests.test_exposures import AS_OF, CASE
 from trace24.schemas.rules import load_district_map, load_facilities, load_rule_profile
+from trace24.transforms.followup import answers as followup_answers
 from trace24.transforms.lists import community_lists, list_paths, list_workbooks
 from trace24.transforms.response import beds, closures, dispatch, history, trips
 
@@ -59,7 +60,10 @@ class Listed(Classified):
     def deliver(self, as_of=AS_OF) -> Path:
         self.classify(as_of=as_of)
         self.respond(as_of)
-        layout = community_lists.load_layout()
+        layout, answers = community_lists.load_layout(), list_workbooks.load_answer_layout()
+        community_lists.ensure_out_list_rows(self.con)
+        followup_answers.build_followup(self.con, followup_answers.followup_parameters(
+            answers.values, list(answers.controlling), as_of))
         community_lists.build_list_rows(self.con, community_lists.list_parameters(
             layout, load_rule_profile("nhc-v6"), as_of))
         staging = community_lists.staging_folder(self.out, as_of)
@@ -188,7 +192,8 @@ def test_second_run_marks_new_changed_released(city):
     folder = city.deliver(as_of=T(2020, 2, 10))
     park = {r["姓名"]: r["状态"] for r in read_list(folder / "武昌区" / "积玉桥街道" / "420106002001_和平社区.csv")}
     river = {r["姓名"]: r for r in read_list(folder / "武昌区" / "积玉桥街道" / "420106002002_临江社区.csv")}
-    assert park == {"张伟": "在管", "李娜": "变更", "王芳": "在管"}
+    # A day on the list and no answer from the office: 催办 (a changed row says 变更 all the same).
+    assert park == {"张伟": "催办", "李娜": "变更", "王芳": "催办"}
     assert river["赵敏"]["状态"] == "解除" and river["赵敏"]["处置措施"] == "解除管控"
     assert river["孙丽"]["状态"] == "新增"
     # The same as-of again: the same bytes.

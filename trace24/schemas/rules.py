@@ -72,6 +72,7 @@ class CategoryRules:
     severe_levels: tuple[str, ...]
     action_within_hours: dict[str, float]   # CATEGORIES → hours
     clock_target_hours: float               # the tracing clock's target
+    answer_within_hours: float              # an office answers a list row within this, else 催办
 
 
 def _category_rules(path: Path, data: dict) -> CategoryRules:
@@ -103,6 +104,7 @@ def _category_rules(path: Path, data: dict) -> CategoryRules:
         severe_levels=tuple(str(v) for v in data.get("severe_levels") or ()),
         action_within_hours=hours,
         clock_target_hours=_number(path, data, "clock", "target_hours"),
+        answer_within_hours=_number(path, data, "clock", "answer_within_hours"),
     )
 
 

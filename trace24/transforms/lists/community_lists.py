@@ -67,7 +67,7 @@ def load_layout(path: Path | None = None) -> ListLayout:
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise SchemaError(f"{path}: broken list layout: {exc!r}") from exc
     missing = [k for k in (*SETTING_KEYS, *REASON_KEYS) if k not in layout.basis]
-    missing += [k for k in ("new", "changed", "unchanged", "released") if k not in layout.statuses]
+    missing += [k for k in ("new", "changed", "unchanged", "reminder", "released") if k not in layout.statuses]
     if not list_paths.is_plain_file_name(layout.unplaced_file):
         raise SchemaError(f"{path}: unplaced_file must be one plain .csv file name, not {layout.unplaced_file!r}")
     if missing or len(layout.headers) != len(LIST_COLUMNS):
@@ -229,7 +229,8 @@ CREATE TABLE IF NOT EXISTS out_list_rows (
     status VARCHAR NOT NULL,            -- new, changed, unchanged, released
     row_values VARCHAR[] NOT NULL,      -- the cells as written, in header order
     sort_key VARCHAR NOT NULL,
-    row_key VARCHAR                     -- 回执编号; NULL on rows delivered before lists had one
+    row_key VARCHAR,                    -- 回执编号; NULL on rows delivered before lists had one
+    first_listed_at TIMESTAMP           -- since when the row has been on this list without a break
 )"""
 
 # Rows of this run against the last list delivered before it (a rerun at the same as-of compares
@@ -259,13 +260,26 @@ current_rows AS (
      AND f.community_code IS NOT DISTINCT FROM r.community_code
      AND f.community_name IS NOT DISTINCT FROM r.community_name
 ),
+answered AS (
+    -- Persons an office has answered about (followup/answers.py).
+    SELECT person_id FROM core_followup
+),
 now AS (
     SELECT c.list_key AS list_file, c.district, c.community_code, c.person_id, c.category,
            CASE WHEN p.person_id IS NULL THEN 'new'
-                WHEN p.row_values[2:20] <> c.content THEN 'changed' ELSE 'unchanged' END AS status,
-           list_append(c.content, c.trip) AS content, c.sort_key
+                WHEN p.row_values[2:20] <> c.content THEN 'changed'
+                -- 催办: on the list for the profile's hours and still no answer from its office.
+                WHEN c.community_code IS NOT NULL AND a.person_id IS NULL
+                     AND coalesce(p.first_listed_at, p.as_of) + to_minutes(CAST(60 * $answer_within_hours AS BIGINT))
+                         <= $as_of THEN 'reminder'
+                ELSE 'unchanged' END AS status,
+           list_append(c.content, c.trip) AS content, c.sort_key,
+           -- Rows from before the column existed: the earliest run known, the previous one.
+           CASE WHEN p.person_id IS NULL THEN CAST($as_of AS TIMESTAMP)
+                ELSE coalesce(p.first_listed_at, p.as_of) END AS first_listed_at
     FROM current_rows AS c
     LEFT JOIN previous AS p ON p.person_id = c.person_id AND p.list_file = c.list_key
+    LEFT JOIN answered AS a ON a.person_id = c.person_id
 ),
 released AS (
     -- On the previous list, not on this one: the office lifts the measures (or the person moved).
@@ -274,7 +288,7 @@ released AS (
            -- basis and cases as they were, no transfer, area or trip.
            list_concat(p.row_values[2:14], [map($actions_keys, $actions_values)['released'], '',
                                             p.row_values[17], p.row_values[18], '', '', '']) AS content,
-           p.sort_key
+           p.sort_key, coalesce(p.first_listed_at, p.as_of) AS first_listed_at
     FROM previous AS p
     LEFT JOIN now AS n ON n.person_id = p.person_id AND n.list_file = p.list_file
     WHERE n.person_id IS NULL
@@ -282,7 +296,7 @@ released AS (
 SELECT list_file, district, community_code, person_id, category, status,
        list_concat([map($status_labels_keys, $status_labels_values)[status]], content, [row_key],
                    ['', '', '', '']) AS row_values,
-       sort_key, row_key
+       sort_key, row_key, first_listed_at
 FROM (
     -- 回执编号: the same for a person on the same community's list every run, opaque (a hash of
     -- the file and the internal person id: no name, ID number or phone in it).
@@ -301,6 +315,7 @@ def list_parameters(layout: ListLayout, profile: RuleProfile, as_of: dt.datetime
     params = {"as_of": as_of, "unknown_district": layout.unknown_district,
               "observation_until": layout.observation_until, "unplaced_file": layout.unplaced_file,
               "unknown_street": layout.unknown_street,
+              "answer_within_hours": profile.categories.answer_within_hours,
               "transfer_to": layout.transfer_to, "transfer_waiting": layout.transfer_waiting,
               "risk_area": layout.risk_area}
     for name, mapping in lookups.items():
@@ -312,6 +327,7 @@ def ensure_out_list_rows(con: duckdb.DuckDBPyConnection) -> None:
     """``out_list_rows``, empty in a new store; a store from before 回执编号 gains the column."""
     con.execute(OUT_ROWS_DDL)
     con.execute("ALTER TABLE out_list_rows ADD COLUMN IF NOT EXISTS row_key VARCHAR")
+    con.execute("ALTER TABLE out_list_rows ADD COLUMN IF NOT EXISTS first_listed_at TIMESTAMP")
 
 
 def build_list_rows(con: duckdb.DuckDBPyConnection, params: dict) -> int:
