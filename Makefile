@@ -21,13 +21,19 @@ $(STAMP): pyproject.toml requirements.lock
 # The demo replays the five delivery days as five daily runs (each sees the deliveries up to its
 # as-of time), so the lists carry 新增/变更/解除 and the clock measures real delays.
 DAYS := 2020-02-11 2020-02-12 2020-02-13 2020-02-14 2020-02-15
+# After each run the sample city's offices answer their lists into that day's community/ folder
+# of a copy of the landing (samplecity/offices.py), and the next run reads the answers.
 demo: $(STAMP)
-	rm -rf $(OUT)/trace24.duckdb $(OUT)/trace24_read.duckdb $(OUT)/trace24_raw $(OUT)/lists
+	rm -rf $(OUT)/trace24.duckdb $(OUT)/trace24_read.duckdb $(OUT)/trace24_raw $(OUT)/lists $(OUT)/landing \
+	  $(OUT)/truth
+	mkdir -p $(OUT) && cp -r data/sample/landing $(OUT)/landing
 	for day in $(DAYS); do \
-	  $(BIN)/trace24 run --landing data/sample/landing --db $(OUT)/trace24.duckdb --out $(OUT)/lists \
+	  $(BIN)/trace24 run --landing $(OUT)/landing --db $(OUT)/trace24.duckdb --out $(OUT)/lists \
 	    --as-of $${day}T00:00 --profile nhc-v6 || exit 1; \
+	  $(BIN)/python -m samplecity.offices --lists $(OUT)/lists/$${day} --landing $(OUT)/landing \
+	    --truth $(OUT)/truth/answers.csv || exit 1; \
 	done
-	$(BIN)/trace24 evaluate --db $(OUT)/trace24.duckdb
+	$(BIN)/trace24 evaluate --db $(OUT)/trace24.duckdb --answers $(OUT)/truth/answers.csv
 
 test: $(STAMP)
 	$(BIN)/ruff check .

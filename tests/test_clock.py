@@ -38,7 +38,7 @@ class Clocked(Classified):
         """The person on their community's list delivered by the run at ``as_of``."""
         self.con.execute(community_lists.OUT_ROWS_DDL)
         self.con.execute("INSERT INTO out_list_rows VALUES ($as_of, 'x.csv', '区', 'C1', $person_id, "
-                         "'close_contact', 'new', [], '', $key)",
+                         "'close_contact', 'new', [], '', $key, $as_of)",
                          {"as_of": as_of, "person_id": person_id, "key": f"R{person_id:016X}"})
 
     def answered(self, person_id: int, answer: str, controlled_at: dt.datetime) -> None:

@@ -220,7 +220,8 @@ def test_run_on_the_sample_city_day_by_day(prefect_engine, tmp_path, monkeypatch
                                        "AND status = 'released'").fetchall()[0][0] > 0
         statuses = dict(con.execute("SELECT status, count(*) FROM out_list_rows WHERE as_of = TIMESTAMP '2020-02-14' "
                                     "GROUP BY 1").fetchall())
-        assert statuses.keys() >= {"new", "changed", "unchanged", "released"}
+        # Nobody answers the lists here: a row a day on its list comes back 催办 rather than 在管.
+        assert statuses.keys() >= {"new", "changed", "reminder", "released"}
         # The clock: one row per case with a clock start, and every missed case says why.
         cases = con.execute("SELECT count(*) FROM core_cases WHERE clock_started_at IS NOT NULL").fetchall()[0][0]
         assert con.execute("SELECT count(*) FROM tracing_clock").fetchall()[0][0] == cases

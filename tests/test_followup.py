@@ -224,3 +224,26 @@ def test_a_row_no_office_answered_within_the_hours_is_listed_again_marked_remind
     since = city.con.execute("SELECT DISTINCT first_listed_at FROM out_list_rows WHERE as_of = $a",
                              {"a": T(2020, 2, 10)}).fetchall()
     assert since == [(T(2020, 2, 9),)]
+
+
+def test_the_sample_offices_answers_reconcile_with_what_the_pipeline_found(city, tmp_path):
+    """samplecity/offices.py answers the delivered workbooks as the demo's offices do; every row it
+    says it delivered is accepted, quarantined or set aside as its fault says, and it is repeatable."""
+    import csv as csv_module
+
+    from samplecity.offices import answer_lists
+
+    household_outbreak(city)
+    lists = city.deliver(as_of=T(2020, 2, 9))
+    truth = tmp_path / "truth" / "answers.csv"
+    written = answer_lists(lists, tmp_path / "landing", truth)
+    again = answer_lists(lists, tmp_path / "again", tmp_path / "again.csv")
+    assert written == again == 4 and truth.read_bytes() == (tmp_path / "again.csv").read_bytes()
+    ingest_with(city.con, tmp_path / "landing", tmp_path / "lists.duckdb")
+    counts = follow_up(city.con, T(2020, 2, 10))
+    with truth.open(encoding="utf-8", newline="") as handle:
+        faults = [row["fault"] for row in csv_module.DictReader(handle)]
+    quarantined = city.con.execute("SELECT count(*) FROM quarantine WHERE feed = 'list_returns'").fetchone()[0]
+    assert counts["accepted"] == faults.count("")
+    assert quarantined == faults.count("typed_over") + faults.count("future_time")
+    assert counts["set_aside"] == faults.count("other_community")

@@ -293,15 +293,22 @@ def evaluate(
     db: Path = typer.Option(..., "--db", exists=True, dir_okay=False, help="DuckDB file after ingest and link."),
     truth: Path = typer.Option(Path("data/sample/truth"), "--truth", exists=True, file_okay=False,
                                help="The generator's truth folder."),
+    answers: Path | None = typer.Option(None, "--answers", exists=True, dir_okay=False,
+                                        help="What the sample offices answered (samplecity/offices.py)."),
 ) -> None:
     """Links, communities, close contacts, categories, dispatch feasibility and risk areas, against a
-    generated city's truth."""
+    generated city's truth; with --answers, the offices' answers and control within 24 hours."""
     import duckdb
 
-    from trace24.evaluation import evaluation_report
+    from trace24.evaluation import evaluate_followup, evaluation_report, format_followup
+    from trace24.transforms.lists.list_workbooks import load_answer_layout
 
     with duckdb.connect(str(db), read_only=True) as con:
         console.print(evaluation_report(con, truth))
+        if answers:
+            layout = load_answer_layout()
+            controlling = [layout.values[key] for key in layout.controlling]
+            console.print("\n" + format_followup(evaluate_followup(con, answers, controlling)))
 
 
 @app.command()

@@ -357,3 +357,84 @@ def format_response(dispatch_report: dict, area_rows) -> str:
         lag_text = f"{lag:>10.1f}" if lag is not None else f"{'-':>10}"
         lines.append(f"{scope:<12}{found:>7,}{true:>7,}{correct:>9,}{precision:>11.4f}{recall:>9.4f}{lag_text}")
     return "\n".join(lines)
+
+
+# The offices' answers against what the sample offices did (samplecity/offices.py, answers.csv):
+# each fault handled as the contract says (typed over and future times quarantined, a neighbour's
+# row set aside, the rest accepted), and the contacts under control within 24 hours as measured
+# against the truth's own 落实 times (an answer lost to a fault is a control trace24 cannot see).
+ANSWERS_TRUTH_SQL = """
+WITH truth AS (
+    -- What the offices answered before the store's last run read its landing (a list of the last
+    -- run is answered after it: no run has read those yet).
+    SELECT * REPLACE (coalesce(fault, '') AS fault)
+    FROM read_csv($answers, header = true, all_varchar = true)
+    WHERE CAST(list_date AS DATE) < (SELECT CAST(max(as_of) AS DATE) FROM out_list_rows)
+)
+"""
+
+FOLLOWUP_SQL = ANSWERS_TRUTH_SQL + """
+, delivered AS (
+    SELECT * FROM truth WHERE fault <> 'late'
+),
+quarantined AS (
+    SELECT unnest(q.reason_codes) AS code
+    FROM quarantine AS q WHERE q.feed = 'list_returns'
+),
+outcomes AS (
+    SELECT 'accepted' AS outcome, count(*) AS rows FROM core_followup_history
+    UNION ALL SELECT 'quarantined: ' || code, count(*) FROM quarantined GROUP BY code
+    UNION ALL SELECT 'set aside: ' || reject_reason, count(*) FROM followup_rejects GROUP BY reject_reason
+),
+expected AS (
+    SELECT CASE fault WHEN '' THEN 'accepted' WHEN 'typed_over' THEN 'quarantined: invalid_enum:answer'
+                      WHEN 'future_time' THEN 'quarantined: after_delivery:controlled_at'
+                      WHEN 'other_community' THEN 'set aside: other_community' END AS outcome, count(*) AS rows
+    FROM delivered GROUP BY ALL
+)
+SELECT coalesce(e.outcome, o.outcome) AS outcome, coalesce(e.rows, 0) AS truth_rows,
+       coalesce(o.rows, 0) AS found_rows
+FROM expected AS e FULL JOIN outcomes AS o USING (outcome)
+ORDER BY outcome
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+CONTROL_SQL = ANSWERS_TRUTH_SQL + """
+, keys AS (
+    SELECT row_key, arg_max(person_id, as_of) AS person_id
+    FROM out_list_rows WHERE row_key IS NOT NULL GROUP BY row_key
+),
+true_control AS (
+    SELECT k.person_id, min(CAST(t.controlled_at AS TIMESTAMP)) AS controlled_at
+    FROM truth AS t JOIN keys AS k USING (row_key)
+    WHERE t.fault NOT IN ('late', 'other_community') AND list_contains($controlling, t.answer)
+    GROUP BY k.person_id
+),
+contacts AS (
+    SELECT c.*, t.controlled_at AS true_controlled_at
+    FROM tracing_clock_contacts AS c LEFT JOIN true_control AS t ON t.person_id = c.contact_person_id
+)
+SELECT count(*) AS contacts,
+       count(*) FILTER (WHERE true_controlled_at <= deadline_at) AS truly_controlled_in_time,
+       count(*) FILTER (WHERE is_controlled_within_target) AS measured_in_time,
+       count(*) FILTER (WHERE is_controlled_within_target AND true_controlled_at <= deadline_at) AS both
+FROM contacts
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+
+def evaluate_followup(con: duckdb.DuckDBPyConnection, answers: Path, controlling_texts: list[str]) -> dict:
+    outcomes = con.execute(FOLLOWUP_SQL, {"answers": str(answers)}).fetchall()
+    control = con.execute(CONTROL_SQL, {"answers": str(answers), "controlling": controlling_texts}).fetchone()
+    return {"outcomes": outcomes, "control": dict(zip(("contacts", "truly_controlled_in_time", "measured_in_time",
+                                                       "both"), control, strict=True))}
+
+
+def format_followup(report: dict) -> str:
+    lines = ["offices' answers (名单回执) against what the sample offices did",
+             f"{'outcome':44s} {'truth':>7s} {'found':>7s}"]
+    lines += [f"{outcome:44s} {truth:7d} {found:7d}" for outcome, truth, found in report["outcomes"]]
+    c = report["control"]
+    recall = c["both"] / c["truly_controlled_in_time"] if c["truly_controlled_in_time"] else float("nan")
+    lines.append(f"close contacts {c['contacts']}: truly under control within 24 h {c['truly_controlled_in_time']}, "
+                 f"measured {c['measured_in_time']}, both {c['both']} (recall {recall:.2f}; an answer lost to a "
+                 "fault is a control the pipeline cannot see)")
+    return "\n".join(lines)
