@@ -11,6 +11,12 @@ answer the next day instead (late), a value typed over the drop-down, a 落实�
 day (after the delivery), a neighbour's row answered by the wrong office, and a CSV export with
 the columns in another order instead of the workbook.
 
+The same offices report each listed contact's daily health check (健康监测) for the list's day
+(``health_checks_<社区编码>.csv``, truth in ``health_checks.csv`` beside ``answers.csv``): now and
+then a day missed (two in a row are escalated), a fever or a cough (the person becomes a fever
+patient), a 解除观察 reported before the list's 至<date> (refused), and a neighbour's contact
+reported by the wrong office.
+
     python -m samplecity.offices --lists out/lists/2020-02-11 --landing out/landing --truth out/truth/answers.csv
 """
 
@@ -31,6 +37,10 @@ TRUTH_HEADER = ["list_date", "delivered_on", "office_code", "row_key", "answer",
 ANSWER_COLUMNS = ("处置结果", "落实时间", "经办人", "备注")
 CSV_HEADER = ["经办人", "回执编号", "姓名", "处置结果", "备注", "落实时间"]   # an export with columns moved
 LATE, TYPED, FUTURE, WRONG_OFFICE, MOVED = 0.15, 0.02, 0.01, 0.3, 0.2
+OBSERVED = ("密切接触者", "密接的密接")          # the categories followed up day by day
+CHECK_HEADER = ["回执编号", "监测日期", "体温", "症状", "监测状态"]
+CHECK_TRUTH_HEADER = ["check_date", "office_code", "row_key", "temperature_c", "symptoms", "status", "fault"]
+MISSED, FEVER, EARLY_RELEASE, WRONG_CHECKER = 0.06, 0.03, 0.02, 0.3
 
 
 def _answered(truth: Path) -> set[str]:
@@ -112,14 +122,73 @@ def answer_lists(lists: Path, landing: Path, truth: Path, seed: int = 2020) -> i
             out.writerow([key, name, "已落实居家隔离", f"{list_date} 20:00", "网格员", ""])
         truth_rows.append([list_date, list_date, office, key, "已落实居家隔离", f"{list_date} 20:00",
                            "other_community"])
-    new = not truth.exists()
-    truth.parent.mkdir(parents=True, exist_ok=True)
-    with truth.open("a", encoding="utf-8", newline="") as handle:
+    _append(truth, TRUTH_HEADER, truth_rows)
+    return len(truth_rows)
+
+
+def _observation_end(action: str) -> dt.date | None:
+    """The list's 处置措施 ends with 至<date> when the observation has an end."""
+    return dt.date.fromisoformat(action[-10:]) if "至" in action and len(action) >= 10 else None
+
+
+def _append(path: Path, header: list[str], rows: list[list]) -> None:
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle)
         if new:
-            out.writerow(TRUTH_HEADER)
-        out.writerows(truth_rows)
+            out.writerow(header)
+        out.writerows(rows)
+
+
+def check_health(lists: Path, landing: Path, truth: Path, seed: int = 2020) -> int:
+    """Each community office's health checks of its listed contacts for the lists' day; return the
+    truth rows written (a missed check is a truth row too, with no file row)."""
+    day = dt.date.fromisoformat(lists.name)
+    folder = landing / lists.name / "community"
+    truth_rows, neighbours = [], {}
+    for list_path in sorted(lists.glob("*/*/*.csv")):
+        office = list_path.stem.split("_", 1)[0]
+        if not office.isdigit():
+            continue                                  # a street's or district's sheet, not a community list
+        with list_path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if r["状态"] != "解除" and r["类别"] in OBSERVED]
+        rng = random.Random(f"{seed}|{day}|{office}|checks")
+        checks = []
+        for row in rows:
+            key, ends = row["回执编号"], _observation_end(row["处置措施"])
+            draw = rng.random()
+            temperature, symptoms, status, fault = f"{rng.uniform(36.0, 37.1):.1f}", "无", "继续观察", ""
+            if draw < MISSED:
+                truth_rows.append([day, office, key, "", "", "", "missed"])
+                continue
+            if draw < MISSED + FEVER:
+                temperature, symptoms, fault = f"{rng.uniform(37.5, 39.0):.1f}", "发热;咳嗽", "fever"
+            elif draw < MISSED + FEVER + EARLY_RELEASE and ends and ends > day:
+                status, fault = "解除观察", "early_release"
+            checks.append([key, day, temperature, symptoms, status])
+            truth_rows.append([day, office, key, temperature, symptoms, status, fault])
+        neighbours.setdefault(list_path.parent, []).append((office, [r["回执编号"] for r in rows]))
+        if checks:
+            _write_checks(folder / f"health_checks_{office}.csv", checks)
+    # Now and then an office reports a check of the neighbouring community's contact.
+    for street, offices in sorted(neighbours.items()):
+        rng = random.Random(f"{seed}|{day}|{street.name}|neighbour-check")
+        if len(offices) < 2 or rng.random() >= WRONG_CHECKER or not offices[1][1]:
+            continue
+        office, key = offices[0][0], offices[1][1][0]
+        _write_checks(folder / f"health_checks_{office}_补报.csv", [[key, day, "36.6", "无", "继续观察"]])
+        truth_rows.append([day, office, key, "36.6", "无", "继续观察", "other_community"])
+    _append(truth, CHECK_TRUTH_HEADER, truth_rows)
     return len(truth_rows)
+
+
+def _write_checks(target: Path, rows: list[list]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8-sig", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(CHECK_HEADER)
+        out.writerows(rows)
 
 
 def main() -> None:
@@ -131,6 +200,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{answer_lists(args.lists, args.landing, args.truth, args.seed)} list rows answered "
           f"(truth: {args.truth})")
+    checks = args.truth.with_name("health_checks.csv")
+    print(f"{check_health(args.lists, args.landing, checks, args.seed)} health checks (truth: {checks})")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ import pytest
 from tests.conftest import feeds_by_agency, ingest_landing, query, write_csv
 from tests.test_lists import PARK, RIVER, Listed, T, household_outbreak, read_list
 from trace24.schemas.contracts import load_schemas
+from trace24.schemas.rules import load_rule_profile
 from trace24.transforms import database
-from trace24.transforms.followup import answers, escalations
+from trace24.transforms.followup import answers, escalations, health_checks
 from trace24.transforms.ingest import landing, load
 from trace24.transforms.lists import community_lists, escalation_sheets, list_workbooks
 
 ANSWERS = list_workbooks.load_answer_layout()
+MISSING_CHECK_DAYS = load_rule_profile("nhc-v6").categories.missing_check_days
 PARK_LIST = Path("武昌区") / "积玉桥街道" / "420106002001_和平社区"
 
 
@@ -175,7 +177,8 @@ def test_the_drop_down_offers_exactly_what_the_returns_feed_accepts():
 
 def escalate(con, as_of: dt.datetime) -> dict[str, int]:
     follow_up(con, as_of)
-    return escalations.build_escalations(con, escalations.escalation_parameters(ANSWERS.escalations, "未知区", as_of))
+    return escalations.build_escalations(con, escalations.escalation_parameters(
+        ANSWERS.escalations, ANSWERS.missing_checks, MISSING_CHECK_DAYS, "未知区", as_of))
 
 
 def test_whom_an_office_cannot_bring_under_control_goes_to_police_street_or_other_cities(city, tmp_path):
@@ -193,7 +196,7 @@ def test_whom_an_office_cannot_bring_under_control_goes_to_police_street_or_othe
                                              escalation_sheets.load_escalation_layout(), staging)
     assert [(e["file"], e["kind"], e["rows"]) for e in entries] == [
         ("武昌区/公安协查.csv", "police", 1), ("武昌区/外省市协查.csv", "other_city", 1),
-        ("武昌区/积玉桥街道/拒不配合人员.csv", "street", 1)]
+        ("武昌区/积玉桥街道/街道督办人员.csv", "street", 1)]
     police = read_list(staging / "武昌区" / "公安协查.csv")
     assert [(r["姓名"], r["证件号码"], r["处置结果"], r["答复社区"]) for r in police] == [
         ("李娜", "420102********0011", "联系不上", "420106002001")]
@@ -247,3 +250,85 @@ def test_the_sample_offices_answers_reconcile_with_what_the_pipeline_found(city,
     assert counts["accepted"] == faults.count("")
     assert quarantined == faults.count("typed_over") + faults.count("future_time")
     assert counts["set_aside"] == faults.count("other_community")
+
+
+CHECK_HEADER = ["回执编号", "监测日期", "体温", "症状", "监测状态"]
+
+
+def after_categories(con, as_of: dt.datetime) -> dict[str, int]:
+    """The follow-up steps the flow runs once the categories are known."""
+    health_checks.refuse_early_releases(con, health_checks.health_check_parameters(as_of))
+    return escalations.build_escalations(con, escalations.escalation_parameters(
+        ANSWERS.escalations, ANSWERS.missing_checks, MISSING_CHECK_DAYS, "未知区", as_of))
+
+
+def test_daily_health_checks_raise_a_fever_refuse_an_early_release_and_escalate_who_goes_unchecked(city, tmp_path):
+    household_outbreak(city)
+    city.add("isolation_checkins", 3, checkin_id="K1", facility_code="GL-J", room="301",
+             arrived_at=T(2020, 2, 9, 15), left_at=None)                       # 王芳 goes to an isolation point
+    rows = {r["姓名"]: r["回执编号"] for r in read_list(city.deliver(as_of=T(2020, 2, 9)) / PARK_LIST.with_suffix(".csv"))}
+    li, wang = rows["李娜"], rows["王芳"]
+    landing_dir = tmp_path / "landing"
+    day9, day10 = landing_dir / "2020-02-09" / "community", landing_dir / "2020-02-10" / "community"
+    write_csv(day9 / "health_checks_420106002001.csv", CHECK_HEADER, [
+        [li, "2020-02-09", "36.6", "无", "继续观察"],
+        [wang, "2020-02-09", "36.8", "无", "解除观察"],                 # released before 2020-02-17: refused
+        ["RFFFFFFFFFFFFFFFF", "2020-02-09", "36.5", "", "继续观察"],    # no list has this key
+        [wang, "2020-02-10", "36.8", "", "继续观察"],                   # tomorrow: quarantined
+    ])
+    write_csv(day9 / "health_checks_420106002002.csv", CHECK_HEADER,
+              [[li, "2020-02-09", "36.5", "无", "继续观察"]])             # 临江社区 reports 和平社区's contact
+    write_csv(day10 / "health_checks_GL-J.csv", CHECK_HEADER, [
+        [wang, "2020-02-10", "38.3", "咳嗽", "继续观察"],               # the isolation point houses her: a fever
+        [li, "2020-02-10", "36.4", "无", "继续观察"],                   # not its guest
+    ])
+    ingest_with(city.con, landing_dir, tmp_path / "lists.duckdb")
+    assert city.con.execute("SELECT reason_codes FROM quarantine WHERE feed = 'health_checks'").fetchall() == [
+        (["after_delivery:check_date"],)]
+    next_day = {r["姓名"]: r for r in read_list(city.deliver(as_of=T(2020, 2, 11)) / PARK_LIST.with_suffix(".csv"))}
+    assert next_day["王芳"]["类别"] == "发热患者" and next_day["王芳"]["判定依据"] == "健康监测发现发热或呼吸道症状"
+    assert next_day["李娜"]["类别"] == "密切接触者"
+    evidence = city.con.execute("SELECT reason, evidence[1].feed FROM four_categories WHERE person_id = 3").fetchone()
+    assert evidence == ("health_check", "health_checks")
+    assert after_categories(city.con, T(2020, 2, 11)) == {}
+    accepted = city.con.execute("SELECT person_id, check_date, reporter_kind FROM core_health_checks").fetchall()
+    assert accepted == [(2, dt.date(2020, 2, 9), "community"), (3, dt.date(2020, 2, 9), "community"),
+                        (3, dt.date(2020, 2, 10), "facility")]
+    rejects = city.con.execute("SELECT reporter_code, reject_reason, is_reading_kept FROM health_check_rejects "
+                               "ORDER BY reject_reason, reporter_code").fetchall()
+    assert rejects == [("420106002001", "early_release", True), ("420106002002", "not_reporters_person", False),
+                       ("GL-J", "not_reporters_person", False), ("420106002001", "unknown_row_key", False)]
+    # 李娜's last check was on the 9th: as of the 12th the 10th and 11th went unchecked, and her
+    # street follows the office up; a check for the 11th, delivered late, resolves it.
+    city.deliver(as_of=T(2020, 2, 12))
+    assert after_categories(city.con, T(2020, 2, 12)) == {"street": 1}
+    unchecked = city.con.execute("SELECT person_id, answer_key, answer, answered_on, street "
+                                 "FROM followup_escalations").fetchall()
+    assert unchecked == [(2, "missing_checks", "健康监测缺报", dt.date(2020, 2, 9), "积玉桥街道")]
+    write_csv(landing_dir / "2020-02-11" / "community" / "health_checks_420106002001.csv", CHECK_HEADER,
+              [[li, "2020-02-11", "36.5", "无", "继续观察"]])
+    ingest_with(city.con, landing_dir, tmp_path / "lists.duckdb")
+    city.deliver(as_of=T(2020, 2, 12))
+    assert after_categories(city.con, T(2020, 2, 12)) == {}
+
+
+def test_the_sample_offices_health_checks_reconcile_with_what_the_pipeline_found(city, tmp_path):
+    """samplecity/offices.py reports the listed contacts' checks as the demo's offices do: each row
+    it says it delivered is accepted or set aside as its fault says, and it is repeatable."""
+    import csv as csv_module
+
+    from samplecity.offices import check_health
+
+    household_outbreak(city)
+    lists = city.deliver(as_of=T(2020, 2, 9))
+    truth = tmp_path / "truth" / "health_checks.csv"
+    written = check_health(lists, tmp_path / "landing", truth, seed=7)
+    again = check_health(lists, tmp_path / "again", tmp_path / "again.csv", seed=7)
+    assert written == again >= 2 and truth.read_bytes() == (tmp_path / "again.csv").read_bytes()
+    ingest_with(city.con, tmp_path / "landing", tmp_path / "lists.duckdb")
+    counts = health_checks.build_health_checks(city.con, health_checks.health_check_parameters(T(2020, 2, 10)))
+    with truth.open(encoding="utf-8", newline="") as handle:
+        faults = [row["fault"] for row in csv_module.DictReader(handle)]
+    assert counts["delivered"] == len(faults) - faults.count("missed")
+    assert counts["set_aside"] == faults.count("other_community")
+    assert counts["accepted"] == len(faults) - faults.count("missed") - faults.count("other_community")

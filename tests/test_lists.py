@@ -15,6 +15,7 @@ from tests.test_categories import Classified
 from tests.test_exposures import AS_OF, CASE
 from trace24.schemas.rules import load_district_map, load_facilities, load_rule_profile
 from trace24.transforms.followup import answers as followup_answers
+from trace24.transforms.followup import health_checks as followup_checks
 from trace24.transforms.lists import community_lists, list_paths, list_workbooks
 from trace24.transforms.response import beds, closures, dispatch, history, trips
 
@@ -58,12 +59,14 @@ class Listed(Classified):
                                                                         "未知区", as_of))
 
     def deliver(self, as_of=AS_OF) -> Path:
-        self.classify(as_of=as_of)
-        self.respond(as_of)
+        """The lists stage in the flow's order: answers and health checks, categories, response, lists."""
         layout, answers = community_lists.load_layout(), list_workbooks.load_answer_layout()
         community_lists.ensure_out_list_rows(self.con)
         followup_answers.build_followup(self.con, followup_answers.followup_parameters(
             answers.values, list(answers.controlling), as_of))
+        followup_checks.build_health_checks(self.con, followup_checks.health_check_parameters(as_of))
+        self.classify(as_of=as_of)
+        self.respond(as_of)
         community_lists.build_list_rows(self.con, community_lists.list_parameters(
             layout, load_rule_profile("nhc-v6"), as_of))
         staging = community_lists.staging_folder(self.out, as_of)

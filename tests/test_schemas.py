@@ -94,7 +94,7 @@ def test_every_feed_has_a_map_and_every_agency_file_name_resolves():
     assert sorted(schemas.feeds) == sorted(
         ["fever_clinic", "inpatients", "lab_results", "case_reports", "investigations", "lodging", "transport",
          "place_scans", "residents", "communities", "facility_beds", "vehicles", "isolation_checkins",
-         "list_returns"])
+         "list_returns", "health_checks"])
     assert all(schemas.maps_for(feed) for feed in schemas.feeds)
 
 

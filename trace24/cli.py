@@ -297,10 +297,17 @@ def evaluate(
                                         help="What the sample offices answered (samplecity/offices.py)."),
 ) -> None:
     """Links, communities, close contacts, categories, dispatch feasibility and risk areas, against a
-    generated city's truth; with --answers, the offices' answers and control within 24 hours."""
+    generated city's truth; with --answers, the offices' answers and control within 24 hours, and
+    the health checks reported beside them (health_checks.csv)."""
     import duckdb
 
-    from trace24.evaluation import evaluate_followup, evaluation_report, format_followup
+    from trace24.evaluation import (
+        evaluate_followup,
+        evaluate_health_checks,
+        evaluation_report,
+        format_followup,
+        format_health_checks,
+    )
     from trace24.transforms.lists.list_workbooks import load_answer_layout
 
     with duckdb.connect(str(db), read_only=True) as con:
@@ -309,6 +316,9 @@ def evaluate(
             layout = load_answer_layout()
             controlling = [layout.values[key] for key in layout.controlling]
             console.print("\n" + format_followup(evaluate_followup(con, answers, controlling)))
+            checks = answers.with_name("health_checks.csv")
+            if checks.exists():
+                console.print("\n" + format_health_checks(evaluate_health_checks(con, checks)))
 
 
 @app.command()

@@ -438,3 +438,72 @@ def format_followup(report: dict) -> str:
                  f"measured {c['measured_in_time']}, both {c['both']} (recall {recall:.2f}; an answer lost to a "
                  "fault is a control the pipeline cannot see)")
     return "\n".join(lines)
+
+
+# The daily health checks against what the sample offices reported (health_checks.csv beside
+# answers.csv): each fault handled as the contract says, and every contact whose check showed a
+# fever or a cough raised to a fever patient by it.
+CHECKS_TRUTH_SQL = """
+WITH truth AS (
+    SELECT * REPLACE (coalesce(fault, '') AS fault)
+    FROM read_csv($checks, header = true, all_varchar = true)
+    WHERE CAST(check_date AS DATE) < (SELECT CAST(max(as_of) AS DATE) FROM out_list_rows)
+),
+keys AS (
+    SELECT row_key, arg_max(person_id, as_of) AS person_id
+    FROM out_list_rows WHERE row_key IS NOT NULL GROUP BY row_key
+)
+"""
+
+CHECK_OUTCOMES_SQL = CHECKS_TRUTH_SQL + """
+, outcomes AS (
+    SELECT 'accepted' AS outcome, count(*) AS rows FROM core_health_checks
+    UNION ALL SELECT 'quarantined: ' || code, count(*)
+    FROM (SELECT unnest(reason_codes) AS code FROM quarantine WHERE feed = 'health_checks') GROUP BY code
+    UNION ALL SELECT CASE WHEN is_reading_kept THEN 'release refused: ' ELSE 'set aside: ' END || reject_reason,
+                     count(*)
+    FROM health_check_rejects GROUP BY ALL
+),
+expected AS (
+    SELECT 'accepted' AS outcome, count(*) AS rows FROM truth WHERE fault IN ('', 'fever', 'early_release')
+    UNION ALL SELECT 'release refused: early_release', count(*) FROM truth WHERE fault = 'early_release'
+    UNION ALL SELECT 'set aside: not_reporters_person', count(*) FROM truth WHERE fault = 'other_community'
+)
+SELECT coalesce(e.outcome, o.outcome) AS outcome, coalesce(e.rows, 0) AS truth_rows,
+       coalesce(o.rows, 0) AS found_rows
+FROM expected AS e FULL JOIN outcomes AS o USING (outcome)
+WHERE coalesce(e.rows, 0) + coalesce(o.rows, 0) > 0
+ORDER BY outcome
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+CHECK_FEVER_SQL = CHECKS_TRUTH_SQL + """
+, feverish AS (
+    SELECT DISTINCT k.person_id FROM truth AS t JOIN keys AS k USING (row_key) WHERE t.fault = 'fever'
+),
+raised AS (
+    SELECT DISTINCT person_id FROM core_category_candidates WHERE reason = 'health_check'
+)
+SELECT (SELECT count(*) FROM feverish) AS feverish,
+       (SELECT count(*) FROM feverish JOIN raised USING (person_id)) AS raised,
+       (SELECT count(*) FROM raised WHERE person_id NOT IN (SELECT person_id FROM feverish)) AS raised_without_truth,
+       (SELECT count(*) FROM truth WHERE fault = 'missed') AS missed,
+       (SELECT count(*) FROM followup_escalations WHERE answer_key = 'missing_checks') AS escalated_unchecked
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+
+def evaluate_health_checks(con: duckdb.DuckDBPyConnection, checks: Path) -> dict:
+    outcomes = con.execute(CHECK_OUTCOMES_SQL, {"checks": str(checks)}).fetchall()
+    cursor = con.execute(CHECK_FEVER_SQL, {"checks": str(checks)})
+    names = [d[0] for d in cursor.description]
+    return {"outcomes": outcomes, "fever": dict(zip(names, cursor.fetchone(), strict=True))}
+
+
+def format_health_checks(report: dict) -> str:
+    lines = ["health checks (健康监测) against what the sample offices reported",
+             f"{'outcome':44s} {'truth':>7s} {'found':>7s}"]
+    lines += [f"{outcome:44s} {truth:7d} {found:7d}" for outcome, truth, found in report["outcomes"]]
+    f = report["fever"]
+    lines.append(f"contacts with a feverish check {f['feverish']}: raised to fever patients by it {f['raised']} "
+                 f"(raised with no such check in the truth: {f['raised_without_truth']}); days missed "
+                 f"{f['missed']}, persons escalated for missing checks now {f['escalated_unchecked']}")
+    return "\n".join(lines)

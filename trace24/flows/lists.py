@@ -21,6 +21,7 @@ from trace24.transforms import database
 from trace24.transforms.categories import classify
 from trace24.transforms.followup import answers as followup_answers
 from trace24.transforms.followup import escalations as followup_escalations
+from trace24.transforms.followup import health_checks as followup_checks
 from trace24.transforms.lists import (
     closure_clock,
     community_lists,
@@ -40,15 +41,27 @@ def classify_persons(con, params) -> dict[str, int]:
 
 
 @task(cache_policy=NONE)
-def follow_up(con, settings: RunSettings) -> dict[str, int]:
-    """The offices' answers to their lists: ``core_followup``, the rows set aside, the escalations."""
+def follow_up(con, settings: RunSettings) -> dict[str, dict[str, int]]:
+    """Before the categories (a feverish check raises one): the offices' answers to their lists
+    (``core_followup``) and the daily health checks (``core_health_checks``), with what was set aside."""
     community_lists.ensure_out_list_rows(con)
     answers = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
     counts = followup_answers.build_followup(con, followup_answers.followup_parameters(
         answers.values, list(answers.controlling), settings.as_of))
+    checks = followup_checks.build_health_checks(con, followup_checks.health_check_parameters(settings.as_of))
+    return {"answers": counts, "health_checks": checks}
+
+
+@task(cache_policy=NONE)
+def escalate(con, settings: RunSettings) -> dict[str, int]:
+    """After the categories: early releases refused, and whom an office could not bring under
+    control or stopped checking (``followup_escalations``)."""
+    answers = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
+    refused = followup_checks.refuse_early_releases(con, followup_checks.health_check_parameters(settings.as_of))
     escalated = followup_escalations.build_escalations(con, followup_escalations.escalation_parameters(
-        answers.escalations, settings.layout.unknown_district, settings.as_of))
-    return {**counts, "escalated": sum(escalated.values())}
+        answers.escalations, answers.missing_checks, settings.rules.categories.missing_check_days,
+        settings.layout.unknown_district, settings.as_of))
+    return {"releases_refused": refused, "escalated": sum(escalated.values()), **escalated}
 
 
 @task(cache_policy=NONE)
@@ -134,9 +147,10 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
     times the response's parts (beds and trips, areas, their sheets and clocks) for the benchmarks."""
     rules, layout, as_of = settings.rules, settings.layout, settings.as_of
     timer = _Timer()
+    followed = follow_up(con, settings)
     counts = classify_persons(con, classify.category_parameters(rules, list(settings.facilities.isolating_hospitals),
                                                                  as_of))
-    answers = follow_up(con, settings)
+    answers = {**followed["answers"], **escalate(con, settings)}
     timer.lap(None)
     response = respond(con, settings)
     timer.lap("dispatch_and_closures")
@@ -150,7 +164,8 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
     timer.lap(None)
     closure_compliance, transfer_compliance = run_response_clocks(con, settings)
     timer.lap("clocks")
-    return {"categories": counts, "answers": answers, "transfers": response["transfers"], "areas": response["areas"],
+    return {"categories": counts, "answers": answers, "health_checks": followed["health_checks"],
+            "transfers": response["transfers"], "areas": response["areas"],
             "manifest": manifest,
             "compliance": compliance, "closure_compliance": closure_compliance,
             "transfer_compliance": transfer_compliance, "response_seconds": timer.laps}
@@ -190,7 +205,7 @@ def lists_stage(settings: RunSettings) -> dict:
     logger.info("lists as of %s (%s): %s; %d list files", as_of, settings.rules.name, done["categories"],
                 len(manifest["files"]))
     return {"as_of": as_of, "profile": settings.rules.name, "categories": done["categories"],
-            "answers": done["answers"],
+            "answers": done["answers"], "health_checks": done["health_checks"],
             "transfers": done["transfers"], "areas": done["areas"], "lists_dir": str(lists_dir),
             "list_files": len(manifest["files"]), "list_rows": manifest["rows"],
             "area_sheets": len(manifest["risk_area_sheets"]), "escalation_sheets": len(manifest["escalation_sheets"]),

@@ -73,6 +73,7 @@ class CategoryRules:
     action_within_hours: dict[str, float]   # CATEGORIES → hours
     clock_target_hours: float               # the tracing clock's target
     answer_within_hours: float              # an office answers a list row within this, else 催办
+    missing_check_days: int                 # no health check for this many days: escalated
 
 
 def _category_rules(path: Path, data: dict) -> CategoryRules:
@@ -105,6 +106,7 @@ def _category_rules(path: Path, data: dict) -> CategoryRules:
         action_within_hours=hours,
         clock_target_hours=_number(path, data, "clock", "target_hours"),
         answer_within_hours=_number(path, data, "clock", "answer_within_hours"),
+        missing_check_days=int(_number(path, data, "clock", "missing_check_days", minimum=1)),
     )
 
 

@@ -267,3 +267,19 @@ def connect(path: Path | str, schemas: Schemas) -> duckdb.DuckDBPyConnection:
     for contract in schemas.feeds.values():
         _create_feed_tables(con, contract)
     return con
+
+
+# The follow-up stage writes core_health_checks before the categories read it; a store it has not
+# run on (a stage run alone, a test) gets the table empty.
+CORE_HEALTH_CHECKS_DDL = """
+CREATE TABLE IF NOT EXISTS core_health_checks (
+    person_id BIGINT, check_date DATE, temperature_c DOUBLE, symptoms VARCHAR, observation_status VARCHAR,
+    row_key VARCHAR, reporter_code VARCHAR, reporter_kind VARCHAR, community_code VARCHAR, district VARCHAR,
+    load_id BIGINT, delivery_date DATE, source_file VARCHAR, source_row_number BIGINT
+)
+"""
+
+
+def ensure_core_health_checks(con: duckdb.DuckDBPyConnection) -> None:
+    """``core_health_checks``, empty in a store the follow-up stage has not run on."""
+    con.execute(CORE_HEALTH_CHECKS_DDL)

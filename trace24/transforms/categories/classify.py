@@ -13,8 +13,9 @@ Rules (``../shared/domain-rules.md``; numbers from the rule profile, bound as pa
   by discharge from a designated hospital, never to a lower category;
 - suspected: a card 疑似病例, a hospital diagnosis of suspected, or the clinical rule; excluded by
   negative results sampled far enough apart, or by the card's revision to 排除病例;
-- fever: a fever-clinic visit at or above the threshold; leaves by a negative result, the clinic's
-  exclusion (诊断 排除), or the end of the observation period;
+- fever: a fever-clinic visit at or above the threshold, or a daily health check (健康监测) with
+  fever or a respiratory symptom; leaves by a negative result, the clinic's exclusion (诊断 排除),
+  or the end of the observation period;
 - close and secondary contacts: ``core_contacts`` of the cases; leave at the end of observation.
 A deleted or revised record is no longer current, so what it alone caused is withdrawn on the
 next run, and ``category_history`` says so (cause ``evidence_withdrawn``).
@@ -28,7 +29,10 @@ import duckdb
 
 from trace24.schemas.rules import CATEGORIES, RuleProfile
 from trace24.transforms.contacts.exposures import evidence
-from trace24.transforms.database import bound_parameters, current_records, scalar
+from trace24.transforms.database import bound_parameters, current_records, ensure_core_health_checks, scalar
+
+# The symptoms the clinical rule and the health checks count: fever and the respiratory ones.
+SYMPTOM_PATTERN = "发热|咳|咽痛|气促|呼吸困难|胸闷"
 
 # Import CTEs: the records the rules read (current versions, known by the as-of time) and the persons.
 _CANDIDATE_IMPORTS = f"""\
@@ -47,6 +51,9 @@ negatives AS (
 ),
 active_persons AS (
     SELECT * FROM persons WHERE merged_into_person_id IS NULL
+),
+checks AS (
+    SELECT * FROM core_health_checks WHERE check_date <= CAST($as_of AS DATE)
 ),
 """
 
@@ -90,7 +97,7 @@ _SUSPECTED_CTES = f"""\
 clinical AS (
     SELECT v.*,
            (v.temperature_c >= $fever_threshold
-            OR regexp_matches(coalesce(v.symptoms, ''), '发热|咳|咽痛|气促|呼吸困难|胸闷'))::INTEGER
+            OR regexp_matches(coalesce(v.symptoms, ''), $symptom_pattern))::INTEGER
          + (len(list_filter($ct_markers, lambda marker: contains(coalesce(v.chest_ct, ''), marker))) > 0)::INTEGER
          + coalesce(v.white_cell_count <= $white_cell_at_most OR v.lymphocyte_count < $lymphocyte_below,
                     false)::INTEGER AS clinical_items
@@ -202,22 +209,40 @@ fever_visits AS (
     FROM visits AS v
     WHERE v.temperature_c >= $fever_threshold
 ),
+fever_checks AS (
+    -- A daily health check (健康监测) with fever or a respiratory symptom: a fever patient from that
+    -- day, to be seen at a fever clinic (the person is under observation: the check names a list row).
+    SELECT h.*, CAST(h.check_date AS TIMESTAMP) AS checked_at,
+           (SELECT min(coalesce(n.reported_at, n.sampled_at)) FROM negatives AS n
+            WHERE n.person_id = h.person_id AND n.sampled_at >= CAST(h.check_date AS TIMESTAMP)) AS negative_at
+    FROM checks AS h
+    WHERE h.temperature_c >= $fever_threshold OR regexp_matches(coalesce(h.symptoms, ''), $symptom_pattern)
+),
+fever_events AS (
+    SELECT person_id, visited_at AS happened_at, diagnosis, negative_at, 'fever_clinic_visit' AS reason,
+           {evidence('fever_clinic', 'fever_visits')} AS evidence, load_id, source_row_number
+    FROM fever_visits
+    UNION ALL
+    SELECT person_id, checked_at, NULL, negative_at, 'health_check', {evidence('health_checks', 'fever_checks')},
+           load_id, source_row_number
+    FROM fever_checks
+),
 fever AS (
-    -- The latest fever visit decides: an earlier one is superseded by a later one.
-    SELECT person_id, 'fever' AS category, false AS is_asymptomatic, visited_at AS entered_at,
-           'fever_clinic_visit' AS reason, NULL::VARCHAR AS setting, NULL::VARCHAR AS severity,
-           CASE WHEN diagnosis = '排除' THEN visited_at
-                ELSE least(negative_at, visited_at + to_days(CAST($fever_observation_days AS INTEGER))) END
+    -- The latest fever (a visit or a check) decides: an earlier one is superseded by a later one.
+    SELECT person_id, 'fever' AS category, false AS is_asymptomatic, happened_at AS entered_at,
+           reason, NULL::VARCHAR AS setting, NULL::VARCHAR AS severity,
+           CASE WHEN diagnosis = '排除' THEN happened_at
+                ELSE least(negative_at, happened_at + to_days(CAST($fever_observation_days AS INTEGER))) END
                AS released_at,
            CASE WHEN diagnosis = '排除' THEN 'excluded_by_clinic'
                 WHEN negative_at IS NOT NULL
-                     AND negative_at <= visited_at + to_days(CAST($fever_observation_days AS INTEGER))
+                     AND negative_at <= happened_at + to_days(CAST($fever_observation_days AS INTEGER))
                      THEN 'negative_test'
                 ELSE 'observation_ended' END AS release_reason,
-           [{evidence('fever_clinic', 'fever_visits')}] AS evidence, []::BIGINT[] AS source_person_ids,
-           CAST(visited_at + to_days(CAST($fever_observation_days AS INTEGER)) AS DATE) AS observation_ends_on
-    FROM fever_visits
-    QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY visited_at DESC, load_id DESC,
+           [evidence] AS evidence, []::BIGINT[] AS source_person_ids,
+           CAST(happened_at + to_days(CAST($fever_observation_days AS INTEGER)) AS DATE) AS observation_ends_on
+    FROM fever_events
+    QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY happened_at DESC, reason, load_id DESC,
                                                                source_row_number DESC) = 1
 ),
 """
@@ -378,6 +403,7 @@ def category_parameters(profile: RuleProfile, isolating_hospitals: list[str], as
         "as_of": as_of, "profile": profile.name, "precedence": list(CATEGORIES),
         "isolating_hospitals": isolating_hospitals,
         "fever_threshold": rules.fever_threshold_c, "fever_observation_days": rules.fever_observation_days,
+        "symptom_pattern": SYMPTOM_PATTERN,
         "exclusion_negative_tests": rules.exclusion_negative_tests,
         "exclusion_hours_apart": rules.exclusion_hours_apart, "ct_markers": list(rules.ct_markers),
         "white_cell_at_most": rules.white_cell_at_most, "lymphocyte_below": rules.lymphocyte_below,
@@ -393,6 +419,7 @@ def build_categories(con: duckdb.DuckDBPyConnection, params: dict) -> dict[str, 
     """Replace the candidates and ``four_categories``, append the changes to ``category_history``;
     returns the number of people per current category."""
     con.execute(HISTORY_DDL)
+    ensure_core_health_checks(con)
     has_previous = scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'four_categories'")
     if has_previous:
         con.execute("CREATE OR REPLACE TEMP TABLE previous_categories AS "

@@ -19,7 +19,17 @@ import duckdb
 
 from trace24.transforms.database import bound_parameters
 
-MATCH_SQL = """
+# Each row key's list row, as the lists delivered it up to this run (a key names one person on one
+# community's list: the same every run). Health checks name their person the same way.
+LISTED_ROWS = """listed AS (
+    SELECT row_key, arg_max(person_id, as_of) AS listed_person_id, arg_max(community_code, as_of) AS community_code,
+           arg_max(district, as_of) AS district, min(as_of) AS first_listed_at
+    FROM out_list_rows
+    WHERE row_key IS NOT NULL AND as_of <= $as_of
+    GROUP BY row_key
+)"""
+
+MATCH_SQL = f"""
 CREATE OR REPLACE TEMP TABLE followup_matched AS
 WITH delivered AS (
     SELECT * FROM staged_list_returns WHERE NOT is_deleted AND delivery_date <= CAST($as_of AS DATE)
@@ -28,15 +38,7 @@ answers AS (
     SELECT *, nullif(regexp_extract(regexp_extract(source_file, '[^/]*$'), $office_pattern, 1), '') AS office_code
     FROM delivered
 ),
-listed AS (
-    -- Each row key's list row, as the lists delivered it up to this run (a key names one person on
-    -- one community's list: the same every run).
-    SELECT row_key, arg_max(person_id, as_of) AS listed_person_id, arg_max(community_code, as_of) AS community_code,
-           arg_max(district, as_of) AS district, min(as_of) AS first_listed_at
-    FROM out_list_rows
-    WHERE row_key IS NOT NULL AND as_of <= $as_of
-    GROUP BY row_key
-),
+{LISTED_ROWS},
 people AS (
     SELECT person_id, merged_into_person_id FROM persons
 )

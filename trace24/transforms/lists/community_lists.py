@@ -35,7 +35,7 @@ LAYOUT_FILE = SCHEMAS_DIR / "community_lists.yaml"
 SETTING_KEYS = ("household", "hotel", "train", "flight", "bus", "ward", "workplace", "meal", "transport",
                 "healthcare", "other", "venue_close", "venue_general")
 REASON_KEYS = ("confirmed_case", "asymptomatic_case", "suspected_case_report", "hospital_diagnosis",
-               "clinical_rule", "fever_clinic_visit")
+               "clinical_rule", "fever_clinic_visit", "health_check")
 
 
 @dataclass(frozen=True)

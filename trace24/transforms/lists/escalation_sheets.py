@@ -1,7 +1,7 @@
 """Out layer: the escalation sheets, persons an office could not bring under control.
 
 What belongs here: each district's 公安协查 (police help find: 查无此人, 联系不上, 信息有误) and 外省市协查
-(已离汉: with where the records show the person going), each street's 拒不配合人员, from
+(已离汉: with where the records show the person going), each street's 街道督办人员 (拒不配合, 健康监测缺报), from
 ``followup_escalations``; masked as the lists are, written into the run's staging folder with
 their manifest entries. What does not: who is escalated (``followup/escalations.py``).
 

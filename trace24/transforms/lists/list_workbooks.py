@@ -33,6 +33,7 @@ class AnswerLayout:
     widths: dict[str, int]          # answer column → its width (they are empty when delivered)
     controlling: tuple[str, ...]    # the answer codes that mean the person is under control
     escalations: dict[str, str]     # answer code → police, street or other_city
+    missing_checks: tuple[str, str]   # (escalated to, the text) for a person whose health checks stopped
 
 
 def load_answer_layout(path: Path | None = None) -> AnswerLayout:
@@ -46,7 +47,8 @@ def load_answer_layout(path: Path | None = None) -> AnswerLayout:
                               int(data["time_window_days"]), int(data["handled_by_max"]), int(data["note_max"]),
                               {str(k): int(v) for k, v in data["widths"].items()},
                               tuple(str(k) for k in data["controlling"]),
-                              {str(k): str(v) for k, v in data["escalations"].items()})
+                              {str(k): str(v) for k, v in data["escalations"].items()},
+                              (str(data["missing_checks"]["escalate_to"]), str(data["missing_checks"]["text"])))
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SchemaError(f"{path}: broken answers: {exc!r}") from exc
     # A list validation's values travel in one formula of at most 255 characters, comma-separated.
@@ -58,6 +60,8 @@ def load_answer_layout(path: Path | None = None) -> AnswerLayout:
     if set(layout.escalations) - set(layout.values) or \
             set(layout.escalations.values()) - {"police", "street", "other_city"}:
         raise SchemaError(f"{path}: answers.escalations maps answers to police, street or other_city")
+    if layout.missing_checks[0] not in ("police", "street", "other_city"):
+        raise SchemaError(f"{path}: answers.missing_checks.escalate_to is police, street or other_city")
     if set(layout.widths) - set(ANSWER_COLUMNS):
         raise SchemaError(f"{path}: answers.widths names columns that are not answers: {sorted(layout.widths)}")
     return layout
