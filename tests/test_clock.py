@@ -26,7 +26,7 @@ class Clocked(Classified):
         self.classify(as_of=as_of)
         community_lists.ensure_out_list_rows(self.con)
         answers.build_followup(self.con, answers.followup_parameters(ANSWERS.values, list(ANSWERS.controlling),
-                                                                     as_of))
+                                                                     as_of, ANSWERS.corrections))
         for column in ("district", "phone", "address_text"):
             self.con.execute(f"ALTER TABLE persons ADD COLUMN IF NOT EXISTS {column} VARCHAR")
         params = tracing_clock.clock_parameters(load_rule_profile("nhc-v6"), "未知区", as_of)

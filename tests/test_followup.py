@@ -25,7 +25,8 @@ PARK_LIST = Path("武昌区") / "积玉桥街道" / "420106002001_和平社区"
 
 
 def follow_up(con, as_of: dt.datetime) -> dict[str, int]:
-    return answers.build_followup(con, answers.followup_parameters(ANSWERS.values, list(ANSWERS.controlling), as_of))
+    return answers.build_followup(con, answers.followup_parameters(ANSWERS.values, list(ANSWERS.controlling), as_of,
+                                                                  ANSWERS.corrections))
 
 
 def ingest_with(con, landing_dir: Path, db_path: Path) -> None:
@@ -72,7 +73,8 @@ def test_an_answered_workbook_comes_back_as_each_persons_follow_up(city, tmp_pat
               [[stranger, "已落实居家隔离", "2020-02-09 10:00", "赵社工", ""]])
     ingest_with(city.con, tmp_path / "landing", tmp_path / "lists.duckdb")
     counts = follow_up(city.con, T(2020, 2, 10))
-    assert counts == {"delivered": 4, "accepted": 2, "set_aside": 1, "blank": 1}    # 张伟's own row: blank
+    assert counts == {"delivered": 4, "accepted": 2, "set_aside": 1, "blank": 1,
+                      "corrections": 0}    # 张伟's own row: blank
     latest = city.con.execute("SELECT person_id, answer_key, is_controlled, controlled_at, office_code, "
                               "first_controlled_at FROM core_followup ORDER BY person_id").fetchall()
     assert latest == [(2, "central_isolation", True, dt.datetime(2020, 2, 9, 15, 30), "420106002001",
@@ -146,7 +148,7 @@ def test_every_answer_and_every_reason_to_set_one_aside(tmp_path):
               [[keys[1], "已转运", "2020-02-11 09:00"]])
     ingest_with(con, tmp_path / "landing", db_path)
     counts = follow_up(con, T(2020, 2, 12))
-    assert counts == {"delivered": 14, "accepted": 10, "set_aside": 4, "blank": 0}
+    assert counts == {"delivered": 14, "accepted": 10, "set_aside": 4, "blank": 0, "corrections": 0}
     rejects = dict(con.execute("SELECT row_key, reject_reason FROM followup_rejects "
                                "WHERE source_file NOT LIKE '%list_returns.csv'").fetchall())
     assert rejects == {unplaced: "unplaced_row", river: "other_community", "RFFFFFFFFFFFFFFFF": "unknown_row_key"}
@@ -332,3 +334,64 @@ def test_the_sample_offices_health_checks_reconcile_with_what_the_pipeline_found
     assert counts["delivered"] == len(faults) - faults.count("missed")
     assert counts["set_aside"] == faults.count("other_community")
     assert counts["accepted"] == len(faults) - faults.count("missed") - faults.count("other_community")
+
+
+CORRECTION_HEADER = ["回执编号", "处置结果", "落实时间", "经办人", "备注"]
+PERSON_ROWS = ("person_id, phone, address_text, community_code, assignment_method",
+               "FROM persons WHERE person_id IN (SELECT person_id FROM core_office_corrections) ORDER BY person_id")
+
+
+def test_a_corrected_phone_or_address_becomes_the_persons_record_in_the_same_run(sample_day_1, tmp_path):
+    """信息有误 with the right phone in 备注 for a registered resident, and with the right address for a
+    person outside the register: the next lists of the same run show the office's phone, and the
+    person placed by their records moves to the community of the compound the office named (as a rebuild
+    of persons and communities from scratch gives too). A 信息有误 without either is only an answer."""
+    import shutil
+
+    from trace24.flows.lists import follow_up as follow_up_task
+    from trace24.settings import RunSettings
+    from trace24.transforms.persons import community, identity
+
+    folder, _ = sample_day_1
+    db_path = tmp_path / "t.duckdb"
+    shutil.copy(folder / "t.duckdb", db_path)
+    con = database.connect(db_path, load_schemas())
+    listed = """SELECT r.row_key, r.community_code, r.person_id FROM out_list_rows AS r
+                JOIN persons AS p USING (person_id)
+                WHERE r.row_key IS NOT NULL AND r.community_code IS NOT NULL AND p.is_in_register = ?
+                  AND p.merged_into_person_id IS NULL AND r.as_of = (SELECT max(as_of) FROM out_list_rows)
+                ORDER BY r.community_code, r.person_id LIMIT 2"""
+    registered = con.execute(listed, [True]).fetchall()
+    # Outside the register, placed by a hotel stay or a case card's address code.
+    (by_address,) = con.execute(listed.replace("LIMIT 2", "LIMIT 1"), [False]).fetchall()
+    # A compound of another community, its name unique in the city, in its own district.
+    district, compound, target = con.execute("""
+        SELECT any_value(district), compound, min(community_code) FROM staged_residents
+        WHERE is_current AND NOT is_deleted AND compound IS NOT NULL
+        GROUP BY compound HAVING count(DISTINCT community_code) = 1 AND min(community_code) <> ?
+        ORDER BY compound LIMIT 1""", [by_address[1]]).fetchone()
+    phone = "13912345678"
+    day = tmp_path / "landing" / "2020-02-15" / "community"
+    write_csv(day / f"list_returns_{registered[0][1]}.csv", CORRECTION_HEADER,
+              [[registered[0][0], "信息有误", "", "王社工", f"电话错了，正确电话{phone}"]]
+              + ([[registered[1][0], "信息有误", "", "王社工", "查无此号"]] if registered[1][1] == registered[0][1]
+                 else []))
+    write_csv(day / f"list_returns_{by_address[1]}.csv", CORRECTION_HEADER,
+              [[by_address[0], "信息有误", "", "李社工", f"现住址：{district}{compound}3栋2单元"]])
+    ingest_with(con, tmp_path / "landing", db_path)
+    settings = RunSettings.build(db_path, as_of=T(2020, 2, 16))
+    answer_layout = list_workbooks.load_answer_layout()
+    counts = database.in_transaction(con, follow_up_task.fn, con, settings, answer_layout)["answers"]
+    assert counts["corrections"] == 2
+    rows = con.execute(f"SELECT {PERSON_ROWS[0]} {PERSON_ROWS[1]}").fetchall()
+    by_person = {row[0]: row[1:] for row in rows}
+    assert by_person[registered[0][2]][0] == phone                         # the office's phone, not the register's
+    assert by_person[registered[0][2]][3] == "register"                    # the register still places them
+    assert by_person[by_address[2]][1] == f"{district}{compound}3栋2单元"
+    assert by_person[by_address[2]][2:] == (target, "office_correction")
+    assert con.execute("SELECT count(*) FROM identity_changes").fetchone() == (0,)
+    # The same persons as a rebuild from everything stored gives.
+    community.assign_communities(con, settings.linkage.auto_link)
+    identity.build_persons(con)
+    assert con.execute(f"SELECT {PERSON_ROWS[0]} {PERSON_ROWS[1]}").fetchall() == rows
+    con.close()

@@ -63,7 +63,7 @@ class Listed(Classified):
         layout, answers = community_lists.load_layout(), list_workbooks.load_answer_layout()
         community_lists.ensure_out_list_rows(self.con)
         followup_answers.build_followup(self.con, followup_answers.followup_parameters(
-            answers.values, list(answers.controlling), as_of))
+            answers.values, list(answers.controlling), as_of, answers.corrections))
         followup_checks.build_health_checks(self.con, followup_checks.health_check_parameters(as_of))
         self.classify(as_of=as_of)
         self.respond(as_of)

@@ -32,6 +32,7 @@ from trace24.transforms.lists import (
     tracing_clock,
     transfer_clock,
 )
+from trace24.transforms.persons import community, identity
 from trace24.transforms.response import beds, closures, dispatch, history, trips
 
 
@@ -41,22 +42,26 @@ def classify_persons(con, params) -> dict[str, int]:
 
 
 @task(cache_policy=NONE)
-def follow_up(con, settings: RunSettings) -> dict[str, dict[str, int]]:
+def follow_up(con, settings: RunSettings, answers: list_workbooks.AnswerLayout) -> dict[str, dict[str, int]]:
     """Before the categories (a feverish check raises one): the offices' answers to their lists
-    (``core_followup``) and the daily health checks (``core_health_checks``), with what was set aside."""
+    (``core_followup``) and the daily health checks (``core_health_checks``), with what was set aside.
+    A phone or address an office corrected (信息有误) is in persons and their communities at once,
+    as identity and community assignment take a record: the run's lists already use it."""
     community_lists.ensure_out_list_rows(con)
-    answers = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
     counts = followup_answers.build_followup(con, followup_answers.followup_parameters(
-        answers.values, list(answers.controlling), settings.as_of))
+        answers.values, list(answers.controlling), settings.as_of, answers.corrections))
+    if identity.note_corrected_persons(con):
+        community.assign_communities(con, settings.linkage.auto_link, changed_only=True)
+        identity.build_persons(con, changed_only=True)
+        identity.forget_changes(con)
     checks = followup_checks.build_health_checks(con, followup_checks.health_check_parameters(settings.as_of))
     return {"answers": counts, "health_checks": checks}
 
 
 @task(cache_policy=NONE)
-def escalate(con, settings: RunSettings) -> dict[str, int]:
+def escalate(con, settings: RunSettings, answers: list_workbooks.AnswerLayout) -> dict[str, int]:
     """After the categories: early releases refused, and whom an office could not bring under
     control or stopped checking (``followup_escalations``)."""
-    answers = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
     refused = followup_checks.refuse_early_releases(con, followup_checks.health_check_parameters(settings.as_of))
     escalated = followup_escalations.build_escalations(con, followup_escalations.escalation_parameters(
         answers.escalations, answers.missing_checks, settings.rules.categories.missing_check_days,
@@ -70,12 +75,11 @@ def build_lists(con, params) -> int:
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def write_lists(con, settings: RunSettings, staging: Path) -> dict:
+def write_lists(con, settings: RunSettings, answers: list_workbooks.AnswerLayout, staging: Path) -> dict:
     """Each list as CSV and XLSX, and the escalation sheets: the manifest's entries. Writing files is
     I/O: retried (into the same staging folder) when a share hiccups."""
     layout_file = settings.schemas.root / "community_lists.yaml"
-    sheet = list_workbooks.sheet_spec(settings.layout.headers, list_workbooks.load_answer_layout(layout_file),
-                                      settings.as_of)
+    sheet = list_workbooks.sheet_spec(settings.layout.headers, answers, settings.as_of)
     manifest = community_lists.write_lists(con, settings.layout, staging, settings.as_of, settings.rules.name, sheet)
     escalated = escalation_sheets.write_sheets(con, settings.layout,
                                                escalation_sheets.load_escalation_layout(layout_file), staging)
@@ -147,15 +151,16 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
     times the response's parts (beds and trips, areas, their sheets and clocks) for the benchmarks."""
     rules, layout, as_of = settings.rules, settings.layout, settings.as_of
     timer = _Timer()
-    followed = follow_up(con, settings)
+    answer_layout = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
+    followed = follow_up(con, settings, answer_layout)
     counts = classify_persons(con, classify.category_parameters(rules, list(settings.facilities.isolating_hospitals),
                                                                  as_of))
-    answers = {**followed["answers"], **escalate(con, settings)}
+    answers = {**followed["answers"], **escalate(con, settings, answer_layout)}
     timer.lap(None)
     response = respond(con, settings)
     timer.lap("dispatch_and_closures")
     build_lists(con, community_lists.list_parameters(layout, rules, as_of))
-    manifest = write_lists(con, settings, staging)
+    manifest = write_lists(con, settings, answer_layout, staging)
     timer.lap(None)
     manifest = {**manifest, **write_response_sheets(con, settings, staging)}
     timer.lap("sheets")

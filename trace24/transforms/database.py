@@ -283,3 +283,20 @@ CREATE TABLE IF NOT EXISTS core_health_checks (
 def ensure_core_health_checks(con: duckdb.DuckDBPyConnection) -> None:
     """``core_health_checks``, empty in a store the follow-up stage has not run on."""
     con.execute(CORE_HEALTH_CHECKS_DDL)
+
+
+# An office's 信息有误 answer with the correct phone or address: a record of the person, which
+# identity and community assignment read (the follow-up stage writes it, after identity has run
+# once; a store it has not run on gets the table empty). One definition: the follow-up inserts into it.
+CORE_OFFICE_CORRECTIONS_DDL = """
+CREATE TABLE IF NOT EXISTS core_office_corrections (
+    person_id BIGINT NOT NULL, phone VARCHAR, address VARCHAR, office_code VARCHAR NOT NULL,
+    row_key VARCHAR NOT NULL, load_id BIGINT NOT NULL, delivery_date DATE NOT NULL, source_file VARCHAR NOT NULL,
+    source_row_number BIGINT NOT NULL
+)
+"""
+
+
+def ensure_core_office_corrections(con: duckdb.DuckDBPyConnection) -> None:
+    """``core_office_corrections``, empty in a store the follow-up stage has not run on."""
+    con.execute(CORE_OFFICE_CORRECTIONS_DDL)

@@ -17,7 +17,7 @@ import datetime as dt
 
 import duckdb
 
-from trace24.transforms.database import bound_parameters
+from trace24.transforms.database import bound_parameters, ensure_core_office_corrections
 
 # Each row key's list row, as the lists delivered it up to this run (a key names one person on one
 # community's list: the same every run). Health checks name their person the same way.
@@ -99,6 +99,22 @@ GROUP BY person_id
 ORDER BY person_id
 """
 
+# 信息有误 with a phone or an address in 备注: every accepted version (the person's latest per value
+# is what identity takes). Registered under the office that answered.
+CORRECTIONS_SQL = """
+INSERT INTO core_office_corrections BY NAME
+WITH corrected AS (
+    SELECT *, nullif(regexp_extract(note, $phone_pattern, 1), '') AS phone,
+           nullif(trim(regexp_extract(note, $address_pattern, 1)), '') AS address
+    FROM core_followup_history
+    WHERE answer_key = $correcting_answer AND note IS NOT NULL
+)
+SELECT person_id, phone, address, office_code, row_key, load_id, delivery_date, source_file, source_row_number
+FROM corrected
+WHERE phone IS NOT NULL OR address IS NOT NULL
+ORDER BY person_id, delivery_date, load_id, source_row_number
+"""
+
 COUNTS_SQL = """
 SELECT count(*) AS delivered,
        count(*) FILTER (WHERE reject_reason IS NULL AND answer IS NOT NULL) AS accepted,
@@ -116,19 +132,27 @@ REASONS = {
 OFFICE_PATTERN = r"^list_returns_([0-9A-Za-z]+)"
 
 
-def followup_parameters(answer_values: dict[str, str], controlling: list[str], as_of: dt.datetime) -> dict:
+def followup_parameters(answer_values: dict[str, str], controlling: list[str], as_of: dt.datetime,
+                        corrections: dict[str, str]) -> dict:
     """``answer_values``: answer key → the text a list offers (``community_lists.yaml``, answers);
-    ``controlling``: the keys that mean the person is under control."""
+    ``controlling``: the keys that mean the person is under control; ``corrections``: the answer
+    whose 备注 corrects the person, and the patterns of its phone and address."""
     return {"as_of": as_of, "office_pattern": OFFICE_PATTERN,
             "answer_texts": list(answer_values.values()), "answer_keys": list(answer_values),
-            "reason_keys": list(REASONS), "reason_values": list(REASONS.values()), "controlling": controlling}
+            "reason_keys": list(REASONS), "reason_values": list(REASONS.values()), "controlling": controlling,
+            "correcting_answer": corrections["answer"], "phone_pattern": corrections["phone_pattern"],
+            "address_pattern": corrections["address_pattern"]}
 
 
 def build_followup(con: duckdb.DuckDBPyConnection, params: dict) -> dict[str, int]:
-    """Match every delivered answer, write ``followup_rejects``, ``core_followup_history`` and
-    ``core_followup``; return the counts (delivered = accepted + set aside + blank)."""
+    """Match every delivered answer, write ``followup_rejects``, ``core_followup_history``,
+    ``core_followup`` and ``core_office_corrections``; return the counts (delivered = accepted + set
+    aside + blank; corrections: the accepted answers that correct a phone or an address)."""
     for sql in (MATCH_SQL, REJECTS_SQL, HISTORY_SQL, LATEST_SQL):
         con.execute(sql, bound_parameters(sql, params))
+    ensure_core_office_corrections(con)
+    con.execute("DELETE FROM core_office_corrections")   # derived whole from the history, as the rest
+    (corrections,) = con.execute(CORRECTIONS_SQL, bound_parameters(CORRECTIONS_SQL, params)).fetchone()
     cursor = con.execute(COUNTS_SQL)
     names = [d[0] for d in cursor.description]
-    return dict(zip(names, cursor.fetchone(), strict=True))
+    return {**dict(zip(names, cursor.fetchone(), strict=True)), "corrections": corrections}

@@ -10,6 +10,7 @@ What does not: the workbook format (``xlsx_out.py``), the rows and writing them 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class AnswerLayout:
     controlling: tuple[str, ...]    # the answer codes that mean the person is under control
     escalations: dict[str, str]     # answer code → police, street or other_city
     missing_checks: tuple[str, str]   # (escalated to, the text) for a person whose health checks stopped
+    corrections: dict[str, str]     # answer: the code whose 备注 corrects; phone_pattern, address_pattern
 
 
 def load_answer_layout(path: Path | None = None) -> AnswerLayout:
@@ -48,7 +50,8 @@ def load_answer_layout(path: Path | None = None) -> AnswerLayout:
                               {str(k): int(v) for k, v in data["widths"].items()},
                               tuple(str(k) for k in data["controlling"]),
                               {str(k): str(v) for k, v in data["escalations"].items()},
-                              (str(data["missing_checks"]["escalate_to"]), str(data["missing_checks"]["text"])))
+                              (str(data["missing_checks"]["escalate_to"]), str(data["missing_checks"]["text"])),
+                              {k: str(data["corrections"][k]) for k in ("answer", "phone_pattern", "address_pattern")})
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SchemaError(f"{path}: broken answers: {exc!r}") from exc
     # A list validation's values travel in one formula of at most 255 characters, comma-separated.
@@ -62,6 +65,14 @@ def load_answer_layout(path: Path | None = None) -> AnswerLayout:
         raise SchemaError(f"{path}: answers.escalations maps answers to police, street or other_city")
     if layout.missing_checks[0] not in ("police", "street", "other_city"):
         raise SchemaError(f"{path}: answers.missing_checks.escalate_to is police, street or other_city")
+    if layout.corrections["answer"] not in layout.values:
+        raise SchemaError(f"{path}: answers.corrections.answer is not one of the answers")
+    for key in ("phone_pattern", "address_pattern"):
+        try:
+            if re.compile(layout.corrections[key]).groups != 1:
+                raise SchemaError(f"{path}: answers.corrections.{key} needs exactly one group (the value)")
+        except re.error as exc:
+            raise SchemaError(f"{path}: answers.corrections.{key} is no regular expression: {exc}") from exc
     if set(layout.widths) - set(ANSWER_COLUMNS):
         raise SchemaError(f"{path}: answers.widths names columns that are not answers: {sorted(layout.widths)}")
     return layout

@@ -6,17 +6,19 @@ who a person is (``identity.py``, ``linkage.py``) or the lists sent to offices (
 
 Rules, in order (``assignment_method``):
 1. ``register``: the person's current row in the residents register.
-2. ``address_code``: a case report's 12-digit address code naming a known community.
-3. ``address_compound``: an address text naming a compound of the register (in its district,
+2. ``office_correction``: the address an office gave for the person answering 信息有误 (the latest;
+   ``core_office_corrections``), placed as rules 4-5 place a text.
+3. ``address_code``: a case report's 12-digit address code naming a known community.
+4. ``address_compound``: an address text naming a compound of the register (in its district,
    when the text names one); several communities with that compound name is no match.
-4. ``address_community``: an address text naming a street and one of that street's communities
+5. ``address_community``: an address text naming a street and one of that street's communities
    (by its name, its stem, or the road it is named after: 吉庆里社区 on 吉庆路).
-5. ``lodging``: the community of the hotel of the person's latest stay, found by rules 3-4.
-6. ``review_candidates``: a person of their own (records waiting for review) whose candidates are
+6. ``lodging``: the community of the hotel of the person's latest stay, found by rules 4-5.
+7. ``review_candidates``: a person of their own (records waiting for review) whose candidates are
    together certain (their shares of each record add up to auto_link) and all registered in one
    community: a phone a father gives and his daughter scans with is their household's, whichever
    of them scanned.
-7. ``unassigned``: the district's unassigned list when a district can be read from the person's
+8. ``unassigned``: the district's unassigned list when a district can be read from the person's
    addresses or hotel, else the city's; ``assignment_reason`` says why. Nobody is dropped.
 
 Address matching joins on the first two characters of each gazetteer name against every
@@ -116,7 +118,14 @@ by_address AS (
     SELECT subject_id AS person_id, method, community_code,
            row_number() OVER (PARTITION BY subject_id ORDER BY method = 'address_compound' DESC) AS rank
     FROM address_matches
-    WHERE subject_id NOT LIKE 'hotel:%'
+    WHERE subject_id NOT LIKE 'hotel:%' AND subject_id NOT LIKE 'corrected:%'
+),
+office_address AS (
+    -- Rule 2: the address an office corrected (信息有误 with the address in 备注).
+    SELECT CAST(substr(subject_id, length('corrected:') + 1) AS BIGINT) AS person_id, community_code
+    FROM address_matches
+    WHERE subject_id LIKE 'corrected:%'
+    QUALIFY row_number() OVER (PARTITION BY subject_id ORDER BY method = 'address_compound' DESC) = 1
 ),
 latest_stay AS (
     SELECT person_id, arg_max(hotel_code, (checked_in_at, load_id, source_row_number)) AS hotel_code
@@ -125,7 +134,7 @@ latest_stay AS (
     GROUP BY person_id
 ),
 review_household AS (
-    -- Rule 6: per record signature of a person of their own, its candidates' shares together and
+    -- Rule 7: per record signature of a person of their own, its candidates' shares together and
     -- their communities (read for the candidates alone, whatever the scope).
     -- A candidate outside the register leaves the household uncertain: every one must be placed.
     SELECT own.person_id, bool_and(v.together >= $certain_at AND c.community_code IS NOT NULL) AS is_certain,
@@ -154,9 +163,10 @@ named_district AS (
 ),
 placed AS (
     SELECT c.person_id,
-           coalesce(r.community_code, ac.community_code, ba.community_code, hc.community_code,
+           coalesce(r.community_code, oa.community_code, ac.community_code, ba.community_code, hc.community_code,
                     rh.community_code) AS community_code,
            CASE WHEN r.community_code IS NOT NULL THEN 'register'
+                WHEN oa.community_code IS NOT NULL THEN 'office_correction'
                 WHEN ac.community_code IS NOT NULL THEN 'address_code'
                 WHEN ba.community_code IS NOT NULL THEN ba.method
                 WHEN hc.community_code IS NOT NULL THEN 'lodging'
@@ -167,6 +177,7 @@ placed AS (
                 ON h.subject_id = 'hotel:' || s.hotel_code AND contains(h.address, d.district)) AS hotel_district
     FROM current_persons AS c
     LEFT JOIN register AS r USING (person_id)
+    LEFT JOIN office_address AS oa USING (person_id)
     LEFT JOIN address_code AS ac USING (person_id)
     LEFT JOIN by_address AS ba ON ba.person_id = c.person_id::VARCHAR AND ba.rank = 1
     LEFT JOIN latest_stay AS s USING (person_id)
@@ -199,7 +210,7 @@ def assign_communities(con: duckdb.DuckDBPyConnection, certain_at: float, change
                        ) -> dict[str, int]:
     """Write ``person_communities``: one row per current person, or only the rows of the persons in
     identity_changes; returns persons per method. ``certain_at``: the linkage profile's auto_link,
-    at which review candidates together are certain (rule 6)."""
+    at which review candidates together are certain (rule 7)."""
     con.execute("""CREATE OR REPLACE TEMP TABLE communities AS
                    SELECT community_code, any_value(community_name) AS community_name, any_value(district) AS district
                    FROM staged_communities WHERE is_current AND NOT is_deleted GROUP BY community_code""")
@@ -224,6 +235,13 @@ def assign_communities(con: duckdb.DuckDBPyConnection, certain_at: float, change
                    SELECT DISTINCT person_id::VARCHAR AS subject_id, address
                    FROM addresses
                    WHERE person_id NOT IN (SELECT person_id FROM registered)
+                   UNION ALL
+                   -- An office's latest corrected address (信息有误), placed apart: it outranks the records'.
+                   SELECT 'corrected:' || person_id,
+                          arg_max(address, (delivery_date, load_id, source_row_number))
+                   FROM core_office_corrections
+                   WHERE address IS NOT NULL AND person_id NOT IN (SELECT person_id FROM registered) AND {scope}
+                   GROUP BY person_id
                    UNION ALL
                    SELECT DISTINCT 'hotel:' || hotel_code, hotel_address
                    FROM staged_lodging WHERE is_current AND hotel_address IS NOT NULL""".format(

@@ -26,7 +26,16 @@ from dataclasses import dataclass
 import duckdb
 
 from trace24.schemas.contracts import FeedContract, Schemas
-from trace24.transforms.database import fingerprint, get_state, quote, scalar, set_state, staged_table, table_names
+from trace24.transforms.database import (
+    ensure_core_office_corrections,
+    fingerprint,
+    get_state,
+    quote,
+    scalar,
+    set_state,
+    staged_table,
+    table_names,
+)
 
 # Link methods, strongest first; the first two never change once written.
 EXACT_METHODS = ("exact_id", "exact_document")
@@ -171,6 +180,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     tables = table_names(con)
     for ddl in IDENTITY_DDL:
         con.execute(ddl)
+    ensure_core_office_corrections(con)  # read by persons before the follow-up first writes it
     if "identity_loads" not in tables:
         return  # a new store: the tables fill as records arrive
     if "unidentified_records" not in tables:
@@ -460,6 +470,16 @@ seen AS MATERIALIZED (
     GROUP BY person_id
 ),
 {most_frequent_ctes("counted", spread="seen")},
+corrected AS (
+    -- An office's latest correction of each value (信息有误, ``core_office_corrections``): it saw the
+    -- person, so its phone wins over the records', the register's too (which stays as delivered).
+    SELECT person_id,
+           arg_max(phone, (delivery_date, load_id, source_row_number)) FILTER (WHERE phone IS NOT NULL) AS phone,
+           arg_max(address, (delivery_date, load_id, source_row_number)) FILTER (WHERE address IS NOT NULL) AS address
+    FROM core_office_corrections
+    WHERE {{scope}}
+    GROUP BY person_id
+),
 register AS (
     -- The register's own values win: it is the civil-affairs record of the person (the latest
     -- entry where a person has two; a window, as arg_max over a struct cost 3 s per million).
@@ -479,17 +499,18 @@ SELECT person_id,
        coalesce(r.entry.name, top_values.name) AS name,
        coalesce(r.entry.sex, top_values.sex) AS sex,
        coalesce(r.entry.birth_date, top_values.birth_date) AS birth_date,
-       coalesce(r.entry.phone, top_values.phone) AS phone,
+       coalesce(k.phone, r.entry.phone, top_values.phone) AS phone,
        r.person_id IS NOT NULL AS is_in_register,
        c.community_code, c.community_name, c.district,
        r.entry.grid AS grid, r.entry.compound AS compound, r.entry.building AS building, r.entry.unit AS unit,
        r.entry.room AS room, r.entry.household_id AS household_id,
-       top_values.address AS address_text,
+       coalesce(k.address, top_values.address) AS address_text,
        c.assignment_method, c.assignment_reason,
        s.record_count, s.link_methods, s.first_delivery_date, s.last_delivery_date,
        NULL::BIGINT AS merged_into_person_id
 FROM seen AS s
 {most_frequent_joins()}LEFT JOIN register AS r USING (person_id)
+LEFT JOIN corrected AS k USING (person_id)
 LEFT JOIN person_communities AS c USING (person_id)
 """
 
@@ -546,6 +567,20 @@ def refresh_scope(con: duckdb.DuckDBPyConnection, linkage_rescored: bool) -> Ref
     else:
         return RefreshScope(True, "new exact links only", place_loads)
     return RefreshScope(False, reason, place_loads)
+
+
+def note_corrected_persons(con: duckdb.DuckDBPyConnection) -> int:
+    """Note in identity_changes every person an office corrected (``core_office_corrections``, a few
+    per day), for their rows of persons and person_communities to be redone; returns how many."""
+    con.execute("""INSERT INTO identity_changes
+                   SELECT DISTINCT person_id FROM core_office_corrections
+                   EXCEPT SELECT person_id FROM identity_changes""")
+    return scalar(con, "SELECT count(*) FROM identity_changes")
+
+
+def forget_changes(con: duckdb.DuckDBPyConnection) -> None:
+    """Every change noted is now in persons (a refresh outside the identity stage)."""
+    con.execute("DELETE FROM identity_changes")
 
 
 def finish_refresh(con: duckdb.DuckDBPyConnection, scope: RefreshScope) -> None:
