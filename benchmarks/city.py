@@ -84,7 +84,10 @@ def measure(landing: str, db: str, out: str) -> None:
              "categories": result["categories"]}
     response = {"seconds": result["response_seconds"], "transfers": result["transfers"], "areas": result["areas"],
                 "trip_sheets": result["trip_sheets"], "area_sheets": result["area_sheets"]}
-    print(json.dumps({"stages": result["stages"], "rows": rows, "sizes": sizes, "response": response}))
+    followup = {"seconds": result["followup_seconds"], "answers": result["answers"],
+                "health_checks": result["health_checks"]}
+    print(json.dumps({"stages": result["stages"], "rows": rows, "sizes": sizes, "response": response,
+                      "followup": followup, "lists_dir": result["lists_dir"]}))
 
 
 def run_child(landing: Path, db: Path, out: Path) -> dict:

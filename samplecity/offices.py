@@ -9,7 +9,8 @@ the truth (``answers.csv``), written beside; ``trace24 evaluate --answers`` comp
 The faults real offices make, each drawn from its own seeded stream per day and community: an
 answer the next day instead (late), a value typed over the drop-down, a 落实时间 typed as the next
 day (after the delivery), a neighbour's row answered by the wrong office, and a CSV export with
-the columns in another order instead of the workbook.
+the columns in another order instead of the workbook. Half the 信息有误 answers write the right
+phone in 备注 (电话有误，正确电话1...): trace24 makes it the person's phone.
 
 The same offices report each listed contact's daily health check (健康监测) for the list's day
 (``health_checks_<社区编码>.csv``, truth in ``health_checks.csv`` beside ``answers.csv``): now and
@@ -33,10 +34,12 @@ import openpyxl
 ANSWERS = (("已落实居家隔离", 45), ("已集中隔离", 35), ("已转运", 6), ("已送医", 2), ("联系不上", 4), ("查无此人", 2),
            ("拒不配合", 2), ("信息有误", 2), ("已离汉", 2))
 TYPED_OVER = ("已隔离", "居家", "已落实")
-TRUTH_HEADER = ["list_date", "delivered_on", "office_code", "row_key", "answer", "controlled_at", "fault"]
+TRUTH_HEADER = ["list_date", "delivered_on", "office_code", "row_key", "answer", "controlled_at", "fault",
+                "corrected_phone"]
 ANSWER_COLUMNS = ("处置结果", "落实时间", "经办人", "备注")
 CSV_HEADER = ["经办人", "回执编号", "姓名", "处置结果", "备注", "落实时间"]   # an export with columns moved
 LATE, TYPED, FUTURE, WRONG_OFFICE, MOVED = 0.15, 0.02, 0.01, 0.3, 0.2
+CORRECTED = 0.5          # of the 信息有误 answers, those with the right phone written in 备注
 OBSERVED = ("密切接触者", "密接的密接")          # the categories followed up day by day
 CHECK_HEADER = ["回执编号", "监测日期", "体温", "症状", "监测状态"]
 CHECK_TRUTH_HEADER = ["check_date", "office_code", "row_key", "temperature_c", "symptoms", "status", "fault"]
@@ -78,15 +81,19 @@ def answer_lists(lists: Path, landing: Path, truth: Path, seed: int = 2020) -> i
             answer = _choice(rng)
             at = dt.datetime.combine(list_date, dt.time()) + dt.timedelta(minutes=rng.randint(60, 22 * 60))
             if rng.random() < LATE:        # answered at the next run's lists instead
-                truth_rows.append([list_date, "", office, key, answer, "", "late"])
+                truth_rows.append([list_date, "", office, key, answer, "", "late", ""])
                 continue
-            fault, shown, shown_at = "", answer, at
+            fault, shown, shown_at, note, phone = "", answer, at, "", ""
             if rng.random() < TYPED:
                 fault, shown = "typed_over", rng.choice(TYPED_OVER)
             elif rng.random() < FUTURE:
                 fault, shown_at = "future_time", at + dt.timedelta(days=1)
-            answered.append((row, shown, shown_at))
-            truth_rows.append([list_date, list_date, office, key, answer, at.strftime("%Y-%m-%d %H:%M"), fault])
+            if answer == "信息有误" and rng.random() < CORRECTED:
+                phone = f"1{rng.choice('3456789')}{rng.randrange(10 ** 9):09d}"
+                note = f"电话有误，正确电话{phone}"
+            answered.append((row, shown, shown_at, note))
+            truth_rows.append([list_date, list_date, office, key, answer, at.strftime("%Y-%m-%d %H:%M"), fault,
+                               phone])
         worker = f"网格员{rng.randint(1, 9)}"
         neighbours.setdefault(book_path.parent, []).append((office, [(row[col["回执编号"]].value,
                                                                        row[col["姓名"]].value) for row in rows]))
@@ -98,13 +105,13 @@ def answer_lists(lists: Path, landing: Path, truth: Path, seed: int = 2020) -> i
             with target.open("w", encoding="utf-8-sig", newline="") as handle:
                 out = csv.writer(handle)
                 out.writerow(CSV_HEADER)
-                for row, shown, shown_at in answered:
-                    out.writerow([worker, row[col["回执编号"]].value, row[col["姓名"]].value, shown, "",
+                for row, shown, shown_at, note in answered:
+                    out.writerow([worker, row[col["回执编号"]].value, row[col["姓名"]].value, shown, note,
                                   shown_at.strftime("%Y-%m-%d %H:%M")])
         else:
-            for row, shown, shown_at in answered:
+            for row, shown, shown_at, note in answered:
                 row[col["处置结果"]].value, row[col["落实时间"]].value = shown, shown_at
-                row[col["经办人"]].value = worker
+                row[col["经办人"]].value, row[col["备注"]].value = worker, note or None
             target = folder / f"list_returns_{office}.xlsx"
             target.parent.mkdir(parents=True, exist_ok=True)
             book.save(target)
@@ -121,7 +128,7 @@ def answer_lists(lists: Path, landing: Path, truth: Path, seed: int = 2020) -> i
             out.writerow(["回执编号", "姓名", "处置结果", "落实时间", "经办人", "备注"])
             out.writerow([key, name, "已落实居家隔离", f"{list_date} 20:00", "网格员", ""])
         truth_rows.append([list_date, list_date, office, key, "已落实居家隔离", f"{list_date} 20:00",
-                           "other_community"])
+                           "other_community", ""])
     _append(truth, TRUTH_HEADER, truth_rows)
     return len(truth_rows)
 

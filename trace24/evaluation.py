@@ -363,6 +363,13 @@ def format_response(dispatch_report: dict, area_rows) -> str:
 # each fault handled as the contract says (typed over and future times quarantined, a neighbour's
 # row set aside, the rest accepted), and the contacts under control within 24 hours as measured
 # against the truth's own 落实 times (an answer lost to a fault is a control trace24 cannot see).
+# The person each 回执编号 was issued for (the latest list that carried it).
+LIST_KEYS_CTE = """
+keys AS (
+    SELECT row_key, arg_max(person_id, as_of) AS person_id
+    FROM out_list_rows WHERE row_key IS NOT NULL GROUP BY row_key
+)"""
+
 ANSWERS_TRUTH_SQL = """
 WITH truth AS (
     -- What the offices answered before the store's last run read its landing (a list of the last
@@ -398,11 +405,7 @@ FROM expected AS e FULL JOIN outcomes AS o USING (outcome)
 ORDER BY outcome
 """  # noqa: S608 - constant SQL joined to constant SQL
 
-CONTROL_SQL = ANSWERS_TRUTH_SQL + """
-, keys AS (
-    SELECT row_key, arg_max(person_id, as_of) AS person_id
-    FROM out_list_rows WHERE row_key IS NOT NULL GROUP BY row_key
-),
+CONTROL_SQL = ANSWERS_TRUTH_SQL + "," + LIST_KEYS_CTE + """,
 true_control AS (
     SELECT k.person_id, min(CAST(t.controlled_at AS TIMESTAMP)) AS controlled_at
     FROM truth AS t JOIN keys AS k USING (row_key)
@@ -421,11 +424,26 @@ FROM contacts
 """  # noqa: S608 - constant SQL joined to constant SQL
 
 
+# A 信息有误 answer that wrote the right phone in 备注 and was accepted: is it the person's phone now?
+CORRECTED_PHONES_SQL = ANSWERS_TRUTH_SQL + "," + LIST_KEYS_CTE + """,
+corrected AS (
+    SELECT k.person_id, arg_max(t.corrected_phone, CAST(t.controlled_at AS TIMESTAMP)) AS phone
+    FROM truth AS t JOIN keys AS k USING (row_key)
+    WHERE t.fault = '' AND coalesce(t.corrected_phone, '') <> ''
+    GROUP BY k.person_id
+)
+SELECT count(*) AS corrected, count(*) FILTER (WHERE p.phone = c.phone) AS in_persons
+FROM corrected AS c LEFT JOIN persons AS p USING (person_id)
+"""  # noqa: S608 - constant SQL joined to constant SQL
+
+
 def evaluate_followup(con: duckdb.DuckDBPyConnection, answers: Path, controlling_texts: list[str]) -> dict:
     outcomes = con.execute(FOLLOWUP_SQL, {"answers": str(answers)}).fetchall()
     control = con.execute(CONTROL_SQL, {"answers": str(answers), "controlling": controlling_texts}).fetchone()
+    corrected = con.execute(CORRECTED_PHONES_SQL, {"answers": str(answers)}).fetchone()
     return {"outcomes": outcomes, "control": dict(zip(("contacts", "truly_controlled_in_time", "measured_in_time",
-                                                       "both"), control, strict=True))}
+                                                       "both"), control, strict=True)),
+            "corrected": dict(zip(("corrected", "in_persons"), corrected, strict=True))}
 
 
 def format_followup(report: dict) -> str:
@@ -437,6 +455,8 @@ def format_followup(report: dict) -> str:
     lines.append(f"close contacts {c['contacts']}: truly under control within 24 h {c['truly_controlled_in_time']}, "
                  f"measured {c['measured_in_time']}, both {c['both']} (recall {recall:.2f}; an answer lost to a "
                  "fault is a control the pipeline cannot see)")
+    k = report["corrected"]
+    lines.append(f"phones corrected in 备注 (信息有误) {k['corrected']}: now the person's phone {k['in_persons']}")
     return "\n".join(lines)
 
 
@@ -448,12 +468,7 @@ WITH truth AS (
     SELECT * REPLACE (coalesce(fault, '') AS fault)
     FROM read_csv($checks, header = true, all_varchar = true)
     WHERE CAST(check_date AS DATE) < (SELECT CAST(max(as_of) AS DATE) FROM out_list_rows)
-),
-keys AS (
-    SELECT row_key, arg_max(person_id, as_of) AS person_id
-    FROM out_list_rows WHERE row_key IS NOT NULL GROUP BY row_key
-)
-"""
+),""" + LIST_KEYS_CTE  # noqa: S608 - constant SQL joined to constant SQL
 
 CHECK_OUTCOMES_SQL = CHECKS_TRUTH_SQL + """
 , outcomes AS (

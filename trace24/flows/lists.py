@@ -147,16 +147,19 @@ def run_response_clocks(con, settings: RunSettings) -> tuple[list[tuple], list[t
 
 
 def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
-    """Everything after the contacts, in order; ``settings.as_of`` is the run's. ``response_seconds``
-    times the response's parts (beds and trips, areas, their sheets and clocks) for the benchmarks."""
+    """Everything after the contacts, in order; ``settings.as_of`` is the run's. For the benchmarks,
+    ``response_seconds`` times the response's parts (beds and trips, areas, their sheets and clocks)
+    and ``followup_seconds`` the offices' answers and checks, and their escalations."""
     rules, layout, as_of = settings.rules, settings.layout, settings.as_of
     timer = _Timer()
     answer_layout = list_workbooks.load_answer_layout(settings.schemas.root / "community_lists.yaml")
     followed = follow_up(con, settings, answer_layout)
+    timer.lap("answers_and_checks", part="followup")
     counts = classify_persons(con, classify.category_parameters(rules, list(settings.facilities.isolating_hospitals),
                                                                  as_of))
-    answers = {**followed["answers"], **escalate(con, settings, answer_layout)}
     timer.lap(None)
+    answers = {**followed["answers"], **escalate(con, settings, answer_layout)}
+    timer.lap("escalations", part="followup")
     response = respond(con, settings)
     timer.lap("dispatch_and_closures")
     build_lists(con, community_lists.list_parameters(layout, rules, as_of))
@@ -173,20 +176,22 @@ def _last_stage(con, settings: RunSettings, staging: Path) -> dict:
             "transfers": response["transfers"], "areas": response["areas"],
             "manifest": manifest,
             "compliance": compliance, "closure_compliance": closure_compliance,
-            "transfer_compliance": transfer_compliance, "response_seconds": timer.laps}
+            "transfer_compliance": transfer_compliance, "response_seconds": timer.parts["response"],
+            "followup_seconds": timer.parts["followup"]}
 
 
 class _Timer:
-    """Wall time of the named parts of a stage; a part named None is not the response's."""
+    """Wall time of the named steps of a stage, grouped by part (``response``, ``followup``); a step
+    named None is timed for no part."""
 
     def __init__(self):
-        self.laps: dict[str, float] = {}
+        self.parts: dict[str, dict[str, float]] = {"response": {}, "followup": {}}
         self._at = time.perf_counter()
 
-    def lap(self, name: str | None) -> None:
+    def lap(self, name: str | None, part: str = "response") -> None:
         now = time.perf_counter()
         if name:
-            self.laps[name] = round(now - self._at, 3)
+            self.parts[part][name] = round(now - self._at, 3)
         self._at = now
 
 
@@ -218,7 +223,7 @@ def lists_stage(settings: RunSettings) -> dict:
             "compliance": [list(map(str, row)) for row in done["compliance"]],
             "closure_compliance": [list(map(str, row)) for row in done["closure_compliance"]],
             "transfer_compliance": [list(map(str, row)) for row in done["transfer_compliance"]],
-            "response_seconds": done["response_seconds"]}
+            "response_seconds": done["response_seconds"], "followup_seconds": done["followup_seconds"]}
 
 
 @flow(name="lists", log_prints=False)

@@ -136,6 +136,5 @@ def build_health_checks(con: duckdb.DuckDBPyConnection, params: dict) -> dict[st
 
 def refuse_early_releases(con: duckdb.DuckDBPyConnection, params: dict) -> int:
     """After the categories: add the early releases to ``health_check_rejects``; return how many."""
-    before = con.execute("SELECT count(*) FROM health_check_rejects").fetchone()[0]
-    con.execute(EARLY_RELEASES_SQL, bound_parameters(EARLY_RELEASES_SQL, params))
-    return con.execute("SELECT count(*) FROM health_check_rejects").fetchone()[0] - before
+    (refused,) = con.execute(EARLY_RELEASES_SQL, bound_parameters(EARLY_RELEASES_SQL, params)).fetchone()
+    return refused
