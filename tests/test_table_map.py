@@ -45,10 +45,12 @@ NOT_SCANNED = ("data_dictionary.py",)
 
 
 def stage_of(path: Path) -> str:
-    """``ingest``, ``persons``, ...; ``ground`` for the shared modules; ``evaluation``; else ``wiring``."""
+    """``ingest``, ``persons``, ...; ``ground`` for the shared modules; a tool; else ``wiring``."""
     parts = path.relative_to(PACKAGE).parts
     if parts[0] == "transforms":
         return parts[1] if len(parts) > 2 else "ground"
+    if parts[0] in TOOLS:
+        return parts[0]   # a tool with a folder of its own (trace24/portal/)
     return path.stem if path.stem in TOOLS else "wiring"
 
 

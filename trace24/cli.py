@@ -335,5 +335,92 @@ def sample(
     console.print(summary)
 
 
+portal_app = typer.Typer(add_completion=False, help="The web portal for community offices and commands.")
+users_app = typer.Typer(add_completion=False, help="The portal's accounts.")
+portal_app.add_typer(users_app, name="users")
+app.add_typer(portal_app, name="portal")
+SNAPSHOT_READ_OPTION = typer.Option(Path("out/trace24_read.duckdb"), "--snapshot", dir_okay=False,
+                                    help="The read-only snapshot a run publishes.")
+ACCOUNTS_OPTION = typer.Option(None, "--accounts", dir_okay=False,
+                               help="The portal's accounts file; default: portal.sqlite beside the snapshot.")
+
+
+def _accounts_path(snapshot: Path, accounts: Path | None) -> Path:
+    return accounts or snapshot.with_name("portal.sqlite")
+
+
+@portal_app.callback(invoke_without_command=True)
+def portal(
+    ctx: typer.Context,
+    snapshot: Path = SNAPSHOT_READ_OPTION,
+    lists: Path = typer.Option(Path("out/lists"), "--lists", file_okay=False, help="The lists folder (--out of run)."),
+    landing: Path | None = typer.Option(None, "--landing", file_okay=False,
+                                        help="Where uploaded answers go (community/ of the list's day); "
+                                             "without it, no uploads."),
+    accounts: Path | None = ACCOUNTS_OPTION,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you mean otherwise)."),
+    port: int = typer.Option(8024, help="Port."),
+    insecure_cookies: bool = typer.Option(False, "--insecure-cookies",
+                                          help="Cookies without Secure, for a browser that will not send them "
+                                               "over plain HTTP to this host."),
+) -> None:
+    """Serve the portal (with no sub-command): each office and command sees only its own."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from trace24.portal.app import PortalConfig, create_app
+
+    config = PortalConfig(snapshot=snapshot, lists_dir=lists, accounts=_accounts_path(snapshot, accounts),
+                          landing_dir=landing, secure_cookies=not insecure_cookies)
+    console.print(f"trace24 portal on http://{host}:{port} (snapshot {snapshot}, accounts {config.accounts})")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+@users_app.command("add")
+def users_add(
+    username: str = typer.Argument(..., help="Login name (letters, digits, . _ -)."),
+    role: str = typer.Option(..., "--role", help="office, street, district, city or epidemiologist."),
+    scope: str | None = typer.Option(None, "--scope",
+                                     help="office: 12-digit community code; street: 9-digit code; district: name."),
+    snapshot: Path = SNAPSHOT_READ_OPTION,
+    accounts: Path | None = ACCOUNTS_OPTION,
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
+                                 help="Asked for when not given (at least 10 characters)."),
+) -> None:
+    """Add an account."""
+    from trace24.portal.accounts import AccountError, Accounts
+
+    try:
+        user = Accounts(_accounts_path(snapshot, accounts)).add_user(username, role, scope, password)
+    except AccountError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"added {user.username} ({user.role}{' ' + user.scope if user.scope else ''})")
+
+
+@users_app.command("list")
+def users_list(snapshot: Path = SNAPSHOT_READ_OPTION, accounts: Path | None = ACCOUNTS_OPTION) -> None:
+    """The accounts: name, role, scope."""
+    from trace24.portal.accounts import Accounts
+
+    for user in Accounts(_accounts_path(snapshot, accounts)).users():
+        console.print(f"{user.username}\t{user.role}\t{user.scope or ''}")
+
+
+@users_app.command("sample")
+def users_sample(snapshot: Path = SNAPSHOT_READ_OPTION, accounts: Path | None = ACCOUNTS_OPTION) -> None:
+    """Demo accounts, one per role, over the snapshot's first district; passwords printed once."""
+    from trace24.portal.accounts import Accounts, sample_accounts
+    from trace24.portal.snapshot_reader import Snapshot
+
+    _, _, directory, _ = Snapshot(snapshot, Path(".")).state()
+    made = sample_accounts(Accounts(_accounts_path(snapshot, accounts)), list(directory.values()))
+    for username, role, scope, password in made:
+        console.print(f"{username:<24} {role:<15} {scope or '':<14} password: {password}")
+    if not made:
+        console.print("the sample accounts exist already (trace24 portal users list)")
+
+
 if __name__ == "__main__":
     app()

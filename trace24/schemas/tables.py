@@ -17,8 +17,9 @@ from trace24.schemas.published import load_published
 # and of earlier ones, and imports nothing of a later stage. ``ground`` is
 # trace24/transforms/database.py, normalise.py and csv_out.py.
 STAGES = ("ground", "ingest", "persons", "contacts", "categories", "followup", "response", "lists", "publish")
-# Readers outside the stages: ``trace24 evaluate`` compares the store with a generated city's truth.
-TOOLS = ("evaluation",)
+# Readers outside the stages: ``trace24 evaluate`` compares the store with a generated city's truth;
+# ``trace24 portal`` (trace24/portal/) shows the snapshot to offices and commands.
+TOOLS = ("evaluation", "portal")
 FEED_PATTERN = "<feed>"
 
 

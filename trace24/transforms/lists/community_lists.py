@@ -330,9 +330,31 @@ def ensure_out_list_rows(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE out_list_rows ADD COLUMN IF NOT EXISTS first_listed_at TIMESTAMP")
 
 
+# The communities the lists serve, as the civil-affairs register names them now: the directory the
+# portal scopes its accounts by (an office with nobody on today's list still has a page).
+COMMUNITIES_SQL = """
+CREATE OR REPLACE TABLE out_communities AS
+WITH registered AS (
+    SELECT * FROM staged_communities WHERE is_current AND NOT is_deleted
+),
+latest AS (
+    SELECT community_code,
+           arg_max(community_name, (delivery_date, load_id)) AS community_name,
+           arg_max(street, (delivery_date, load_id)) AS street,
+           arg_max(district, (delivery_date, load_id)) AS district
+    FROM registered GROUP BY community_code
+)
+SELECT CAST($as_of AS TIMESTAMP) AS as_of, community_code, community_name, street, district
+FROM latest
+ORDER BY community_code
+"""
+
+
 def build_list_rows(con: duckdb.DuckDBPyConnection, params: dict) -> int:
-    """Compute this run's rows and their status, and record them in ``out_list_rows``."""
+    """Compute this run's rows and their status, and record them in ``out_list_rows``; the
+    community directory in ``out_communities``."""
     ensure_out_list_rows(con)
+    con.execute(COMMUNITIES_SQL, {"as_of": params["as_of"]})
     con.execute(LIST_ROWS_SQL, bound_parameters(LIST_ROWS_SQL, params))
     list_paths.build_list_files(con, params["unplaced_file"], params["unknown_street"])
     con.execute(DIFF_SQL, bound_parameters(DIFF_SQL, params))

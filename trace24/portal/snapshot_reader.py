@@ -1,0 +1,197 @@
+"""The portal's reads of the published snapshot (``<store>_read.duckdb``) and of the lists' files.
+
+What belongs here: every query a page makes, values bound as parameters, and finding a list's file
+under the run's folder. What does not: who may ask (``scopes.py``) or how it is shown (templates).
+
+A run swaps a new snapshot in by renaming it over the old path; the reader notices the new file
+(inode and modification time) and opens it read-only, while requests already running finish on
+the old one. Every page therefore shows the run (as-of time) it was read from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from trace24.portal.scopes import Community
+from trace24.transforms.lists.community_lists import folder_path
+
+# The list's columns as written (out_list_rows.row_values), by position.
+NAME, GRID, ROW_KEY = 2, 7, 21
+STATUS_ORDER = ("new", "changed", "reminder", "unchanged", "released")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    as_of: dt.datetime
+    profile: str
+    published_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ListRow:
+    status: str
+    category: str | None
+    cells: tuple[str, ...]
+
+    @property
+    def grid(self) -> str:
+        return self.cells[GRID]
+
+
+class Snapshot:
+    """A read-only connection to the current snapshot file, reopened when a run swaps a new one in."""
+
+    def __init__(self, path: Path, lists_dir: Path):
+        self.path, self.lists_dir = Path(path), Path(lists_dir)
+        self._lock = threading.Lock()
+        self._opened: tuple[int, int] | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._directory: dict[str, Community] = {}
+        self._districts: set[str] = set()
+        self._info: RunInfo | None = None
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the newest snapshot (one per request: cursors are not shared across threads)."""
+        identity = self._identity()
+        with self._lock:
+            if identity is None and self._con is None:
+                raise FileNotFoundError(f"no snapshot at {self.path}: run trace24 first")
+            if identity is not None and identity != self._opened:
+                con = duckdb.connect(str(self.path), read_only=True)
+                self._load_directory(con)
+                self._con, self._opened = con, identity   # the old connection closes when unreferenced
+            return self._con.cursor()
+
+    def _load_directory(self, con: duckdb.DuckDBPyConnection) -> None:
+        as_of, profile, published_at = con.execute(
+            "SELECT as_of, profile, published_at FROM snapshot_info").fetchone()
+        self._info = RunInfo(as_of, profile, published_at)
+        self._directory = {row[0]: Community(*row) for row in con.execute(
+            "SELECT community_code, community_name, street, district FROM out_communities ORDER BY community_code"
+        ).fetchall()}
+        self._districts = {d for (d,) in con.execute(
+            "SELECT DISTINCT district FROM out_list_rows WHERE as_of = $as_of AND district IS NOT NULL",
+            {"as_of": as_of}).fetchall()} | {c.district for c in self._directory.values()}
+
+    def state(self) -> tuple[duckdb.DuckDBPyConnection, RunInfo, dict[str, Community], set[str]]:
+        """A cursor with the run, the community directory and the districts it belongs to (read together)."""
+        cursor = self.cursor()
+        return cursor, self._info, self._directory, self._districts
+
+
+def list_rows(cur, as_of: dt.datetime, community_code: str | None, district: str | None = None) -> list[ListRow]:
+    """A community's list of the run (or, with ``community_code`` None, a district's unplaced list)."""
+    rows = cur.execute("""
+        SELECT status, category, row_values FROM out_list_rows
+        WHERE as_of = $as_of
+          AND (community_code = $community OR ($community IS NULL AND community_code IS NULL AND district = $district))
+        ORDER BY sort_key""", {"as_of": as_of, "community": community_code, "district": district}).fetchall()
+    return [ListRow(status, category, tuple(cells)) for status, category, cells in rows]
+
+
+def list_file(cur, as_of: dt.datetime, community_code: str | None, district: str | None = None) -> str | None:
+    found = cur.execute("""
+        SELECT any_value(list_file) FROM out_list_rows
+        WHERE as_of = $as_of
+          AND (community_code = $community OR ($community IS NULL AND community_code IS NULL AND district = $district))
+        """, {"as_of": as_of, "community": community_code, "district": district}).fetchone()
+    return found[0] if found else None
+
+
+def delivered_file(lists_dir: Path, as_of: dt.datetime, list_file_path: str, workbook: bool) -> Path | None:
+    """The delivered CSV (or its workbook) of a list, checked to lie inside the run's folder."""
+    name = list_file_path.removesuffix(".csv") + ".xlsx" if workbook else list_file_path
+    path = folder_path(lists_dir / f"{as_of:%Y-%m-%d}", name)
+    return path if path.is_file() else None
+
+
+def category_counts(cur, as_of: dt.datetime, codes: list[str]) -> dict[str, dict[str, int]]:
+    """Persons on each community's list by category (released rows left out)."""
+    counts: dict[str, dict[str, int]] = {}
+    for code, category, n in cur.execute("""
+            SELECT community_code, category, count(*) FROM out_list_rows
+            WHERE as_of = $as_of AND community_code IN (SELECT unnest($codes)) AND category IS NOT NULL
+            GROUP BY ALL""", {"as_of": as_of, "codes": codes}).fetchall():
+        counts.setdefault(code, {})[category] = n
+    return counts
+
+
+def compliance(cur, district: str | None) -> list[tuple]:
+    """The 24-hour clock per day of clock start: cases, listed in time, controlled in time (a district, or the city)."""
+    return cur.execute("""
+        SELECT clock_date, sum(cases), sum(met), sum(missed), sum(pending),
+               sum(controlled_met), sum(controlled_missed), sum(controlled_pending)
+        FROM tracing_compliance WHERE $district IS NULL OR district = $district
+        GROUP BY clock_date ORDER BY clock_date""", {"district": district}).fetchall()
+
+
+def district_totals(cur, as_of: dt.datetime) -> list[tuple]:
+    """Per district: persons listed by category, unplaced persons, and the clock's totals."""
+    return cur.execute("""
+        WITH listed AS (
+            SELECT district, count(*) FILTER (WHERE category = 'confirmed') AS confirmed,
+                   count(*) FILTER (WHERE category = 'suspected') AS suspected,
+                   count(*) FILTER (WHERE category = 'fever') AS fever,
+                   count(*) FILTER (WHERE category IN ('close_contact', 'secondary_contact')) AS contacts,
+                   count(*) FILTER (WHERE community_code IS NULL AND category IS NOT NULL) AS unplaced
+            FROM out_list_rows WHERE as_of = $as_of GROUP BY district
+        ),
+        clock AS (
+            SELECT district, sum(met) AS met, sum(missed) AS missed, sum(controlled_met) AS controlled_met
+            FROM tracing_compliance GROUP BY district
+        )
+        SELECT district, coalesce(confirmed, 0), coalesce(suspected, 0), coalesce(fever, 0), coalesce(contacts, 0),
+               coalesce(unplaced, 0), coalesce(met, 0), coalesce(missed, 0), coalesce(controlled_met, 0)
+        FROM listed FULL JOIN clock USING (district)
+        ORDER BY district""", {"as_of": as_of}).fetchall()
+
+
+def beds(cur, district: str) -> list[tuple]:
+    """Beds of the district's facilities by type and kind: capacity, occupied, planned, free."""
+    return cur.execute("""
+        SELECT facility_type, bed_kind, sum(capacity), sum(occupied), sum(planned), sum(free),
+               count(*) FILTER (WHERE is_census_stale)
+        FROM bed_occupancy WHERE district = $district GROUP BY ALL ORDER BY ALL""", {"district": district}).fetchall()
+
+
+def waiting(cur, district: str) -> list[tuple]:
+    """Persons of the district waiting for a bed, by category: how many and the longest wait."""
+    return cur.execute("""
+        SELECT category, count(*), round(max(waited_hours), 1) FROM dispatch_shortfall
+        WHERE district = $district GROUP BY ALL ORDER BY ALL""", {"district": district}).fetchall()
+
+
+def active_areas(cur, district: str) -> list[tuple]:
+    return cur.execute("""
+        SELECT level_label, area_name, since_at, planned_lift_at, case_count FROM risk_areas
+        WHERE is_active AND district = $district ORDER BY level, area_name""", {"district": district}).fetchall()
+
+
+def cases_per_day(cur) -> list[tuple]:
+    """The epidemic curve: cases by day of onset (or, without one, of the clock's start), asymptomatic apart."""
+    return cur.execute("""
+        SELECT coalesce(onset_date, CAST(clock_started_at AS DATE)) AS day,
+               count(*) FILTER (WHERE NOT coalesce(is_asymptomatic, false)),
+               count(*) FILTER (WHERE coalesce(is_asymptomatic, false))
+        FROM core_cases GROUP BY day ORDER BY day""").fetchall()
+
+
+def case_clocks(cur) -> list[tuple]:
+    """Each case's clock, pseudonymous: code, district, start, contacts, listed and controlled in time."""
+    return cur.execute("""
+        SELECT case_code, district, clock_started_at, contacts, contacts_in_time, clock_status,
+               contacts_controlled_in_time, control_status
+        FROM tracing_clock ORDER BY clock_started_at, case_code""").fetchall()
