@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: demo test lint sample bench-ingest bench-identity bench-exposures bench-city bench-spark clean
+.PHONY: demo portal test lint sample bench-ingest bench-identity bench-exposures bench-city bench-spark clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ demo: $(STAMP)
 	    --truth $(OUT)/truth/answers.csv || exit 1; \
 	done
 	$(BIN)/trace24 evaluate --db $(OUT)/trace24.duckdb --answers $(OUT)/truth/answers.csv
+
+# The portal on the demo's output (run `make demo` first): sample accounts, one per role, are made
+# once and their passwords printed; uploads go to the demo's landing copy.
+portal: $(STAMP)
+	$(BIN)/trace24 portal users sample --snapshot $(OUT)/trace24_read.duckdb
+	$(BIN)/trace24 portal --snapshot $(OUT)/trace24_read.duckdb --lists $(OUT)/lists --landing $(OUT)/landing
 
 test: $(STAMP)
 	$(BIN)/ruff check .
