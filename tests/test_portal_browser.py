@@ -34,9 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_portal(folder: Path, accounts: Path, port: int) -> subprocess.Popen:
+def start_portal(folder: Path, accounts: Path, port: int, *options: str) -> subprocess.Popen:
     command = [str(Path(sys.executable).with_name("trace24")), "portal", "--snapshot", str(folder / "t_read.duckdb"),
-               "--lists", str(folder / "lists"), "--accounts", str(accounts), "--port", str(port)]
+               "--lists", str(folder / "lists"), "--accounts", str(accounts), "--port", str(port), *options]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

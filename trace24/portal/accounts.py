@@ -94,6 +94,7 @@ class Accounts:
         con = sqlite3.connect(self.path, timeout=10)
         con.execute("PRAGMA foreign_keys = ON")
         con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")   # WAL stays consistent; a crash may lose the last log lines
         return con
 
     @property
