@@ -39,9 +39,9 @@ DYNAMIC = {"{raw_table(contract.feed)}": "raw_<feed>", "{staged_table(contract.f
 CURRENT_RECORDS = re.compile(r"\bcurrent_records\([\"'](?P<feed>\w+)[\"']")
 
 
-# Modules whose SQL is text for people, not queries on the store: the data dictionary shows how to
-# open the snapshot.
-NOT_SCANNED = ("data_dictionary.py",)
+# Modules whose SQL is not on the store: the data dictionary's is text for people (how to open the
+# snapshot); the portal's accounts module keeps its own SQLite file (portal.sqlite).
+NOT_SCANNED = ("data_dictionary.py", "accounts.py")
 
 
 def stage_of(path: Path) -> str:
