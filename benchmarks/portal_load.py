@@ -77,7 +77,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     (folder / "t_read.duckdb").symlink_to(args.snapshot.resolve())
     (folder / "lists").symlink_to(args.lists.resolve())
-    cur, info, _, _ = Snapshot(folder / "t_read.duckdb", folder / "lists").state()
+    cur, info, _, _ = Snapshot(folder / "t_read.duckdb").state()
     listed = cur.execute("""SELECT community_code, count(*) FROM out_list_rows
                             WHERE as_of = ? AND community_code IS NOT NULL GROUP BY ALL ORDER BY 1""",
                          [info.as_of]).fetchall()

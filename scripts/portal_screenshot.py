@@ -31,7 +31,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     (folder / "t_read.duckdb").symlink_to((args.out / "trace24_read.duckdb").resolve())
     (folder / "lists").symlink_to((args.out / "lists").resolve())
-    cur, info, _, _ = Snapshot(folder / "t_read.duckdb", folder / "lists").state()
+    cur, info, _, _ = Snapshot(folder / "t_read.duckdb").state()
     # The community with the most rows on today's list.
     (code,) = cur.execute("""SELECT community_code FROM out_list_rows
                                     WHERE as_of = ? AND community_code IS NOT NULL

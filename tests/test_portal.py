@@ -6,7 +6,6 @@ headers, the access log and uploads."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -230,7 +229,7 @@ def test_the_sample_accounts_cover_every_role(city, tmp_path):
     from trace24.portal.accounts import sample_accounts
     from trace24.portal.snapshot_reader import Snapshot
 
-    _, _, directory, _ = Snapshot(city["folder"] / "t_read.duckdb", Path(".")).state()
+    _, _, directory, _ = Snapshot(city["folder"] / "t_read.duckdb").state()
     accounts = Accounts(tmp_path / "p.sqlite")
     made = sample_accounts(accounts, list(directory.values()))
     assert {role for _, role, _, _ in made} == {"office", "street", "district", "city", "epidemiologist"}

@@ -414,7 +414,7 @@ def users_sample(snapshot: Path = SNAPSHOT_READ_OPTION, accounts: Path | None = 
     from trace24.portal.accounts import Accounts, sample_accounts
     from trace24.portal.snapshot_reader import Snapshot
 
-    _, _, directory, _ = Snapshot(snapshot, Path(".")).state()
+    _, _, directory, _ = Snapshot(snapshot).state()
     made = sample_accounts(Accounts(_accounts_path(snapshot, accounts)), list(directory.values()))
     for username, role, scope, password in made:
         console.print(f"{username:<24} {role:<15} {scope or '':<14} password: {password}")

@@ -70,7 +70,7 @@ def load_labels() -> dict:
 
 def create_app(config: PortalConfig) -> FastAPI:
     accounts = Accounts(config.accounts)
-    snapshot = read.Snapshot(config.snapshot, config.lists_dir)
+    snapshot = read.Snapshot(config.snapshot)
     signer = URLSafeSerializer(accounts.secret_key, salt="trace24-portal")
     labels = load_labels()
     list_headers = list(load_layout().headers)
@@ -165,9 +165,7 @@ def create_app(config: PortalConfig) -> FastAPI:
         if token is None:
             return page(request, "login.html", {"login_csrf": nonce, "error": labels["login_failed"]},
                         status_code=401)
-        session = accounts.session(token)
-        _, _, directory, _ = snapshot.state() if config.snapshot.exists() else (None, None, {}, set())
-        response = RedirectResponse(scopes.home_path(session.user, directory), status_code=303)
+        response = RedirectResponse(scopes.home_path(accounts.session(token).user), status_code=303)
         cookie(response, SESSION_COOKIE, signer.dumps(token, salt="session"), max_age=12 * 3600)
         response.delete_cookie(LOGIN_COOKIE, path="/")
         return response
@@ -181,9 +179,8 @@ def create_app(config: PortalConfig) -> FastAPI:
         return response
 
     @app.get("/")
-    def home(request: Request, session: Session = Depends(viewer)):
-        _, _, directory, _ = state(request)
-        return RedirectResponse(scopes.home_path(session.user, directory), status_code=303)
+    def home(session: Session = Depends(viewer)):
+        return RedirectResponse(scopes.home_path(session.user), status_code=303)
 
     # --- a community's list ----------------------------------------------------------------------
     def community_or_404(request: Request, user: User, code: str):
@@ -291,8 +288,8 @@ def create_app(config: PortalConfig) -> FastAPI:
 
     @app.get("/d/{district}/compliance.svg")
     def district_compliance(request: Request, district: str, session: Session = Depends(viewer)):
-        cur, info, _ = district_or_404(request, session.user, district)
-        return _svg(charts.compliance_chart(read.compliance(cur, district), info))
+        cur, _, _ = district_or_404(request, session.user, district)
+        return _svg(charts.compliance_chart(read.compliance(cur, district)))
 
     @app.get("/city")
     def city(request: Request, session: Session = Depends(viewer)):
@@ -320,13 +317,13 @@ def create_app(config: PortalConfig) -> FastAPI:
 
     @app.get("/epi/curve.svg")
     def epi_curve(request: Request, session: Session = Depends(viewer)):
-        cur, info, _, _ = epidemiology(request, session)
-        return _svg(charts.epidemic_curve(read.cases_per_day(cur), info))
+        cur, _, _, _ = epidemiology(request, session)
+        return _svg(charts.epidemic_curve(read.cases_per_day(cur)))
 
     @app.get("/epi/compliance.svg")
     def epi_compliance(request: Request, session: Session = Depends(viewer)):
-        cur, info, _, _ = epidemiology(request, session)
-        return _svg(charts.compliance_chart(read.compliance(cur, None), info))
+        cur, _, _, _ = epidemiology(request, session)
+        return _svg(charts.compliance_chart(read.compliance(cur, None)))
 
     return app
 

@@ -1,7 +1,8 @@
 """The portal's charts, drawn on the server as SVG (matplotlib): no script runs in the browser.
 
 Text in the pictures is dates and numbers only; titles and legends are the page's (Chinese, from
-labels.yaml), so no CJK font is needed on the server. A chart is drawn once per snapshot and kept.
+labels.yaml), so no CJK font is needed on the server. A chart is drawn once per set of figures
+and kept (the figures are the cache key, so a new run's figures draw anew).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _render(fig) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _curve(days: tuple, info) -> bytes:
+def _curve(days: tuple) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 2.6))
     dates = [d for d, _, _ in days]
     ax.bar(dates, [n for _, n, _ in days], color="#b22222", width=0.8)
@@ -38,13 +39,13 @@ def _curve(days: tuple, info) -> bytes:
     return _render(fig)
 
 
-def epidemic_curve(days: list[tuple], info) -> bytes:
+def epidemic_curve(days: list[tuple]) -> bytes:
     """Cases per day: symptomatic (dark) with asymptomatic stacked on top (light)."""
-    return _curve(tuple(days), info)
+    return _curve(tuple(days))
 
 
 @functools.lru_cache(maxsize=256)
-def _compliance(days: tuple, info) -> bytes:
+def _compliance(days: tuple) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 2.6))
     dates = [d[0] for d in days]
     listed = [d[2] / (d[2] + d[3]) if d[2] + d[3] else None for d in days]
@@ -59,6 +60,6 @@ def _compliance(days: tuple, info) -> bytes:
     return _render(fig)
 
 
-def compliance_chart(days: list[tuple], info) -> bytes:
+def compliance_chart(days: list[tuple]) -> bytes:
     """Share of cases whose contacts were listed (solid) and controlled (dashed) within 24 hours, per day."""
-    return _compliance(tuple(days), info)
+    return _compliance(tuple(days))

@@ -27,21 +27,6 @@ class Community:
         return self.community_code[:9]
 
 
-def communities_in_scope(user: User, directory: dict[str, Community]) -> list[Community]:
-    """The communities whose lists ``user`` reads, in code order (none for an epidemiologist)."""
-    if user.role == "city":
-        chosen = directory.values()
-    elif user.role == "district":
-        chosen = [c for c in directory.values() if c.district == user.scope]
-    elif user.role == "street":
-        chosen = [c for c in directory.values() if c.street_code == user.scope]
-    elif user.role == "office":
-        chosen = [directory[user.scope]] if user.scope in directory else []
-    else:
-        chosen = []
-    return sorted(chosen, key=lambda c: c.community_code)
-
-
 def can_read_community(user: User, code: str, directory: dict[str, Community]) -> bool:
     community = directory.get(code)
     if community is None or user.role not in LIST_READERS:
@@ -64,7 +49,7 @@ def can_read_district(user: User, district: str, districts: set[str]) -> bool:
     return district in districts and (user.role == "city" or (user.role == "district" and user.scope == district))
 
 
-def home_path(user: User, directory: dict[str, Community]) -> str:
+def home_path(user: User) -> str:
     """Where an account lands after logging in."""
     if user.role == "office":
         return f"/c/{user.scope}"

@@ -21,8 +21,7 @@ import duckdb
 from trace24.portal.scopes import Community
 from trace24.transforms.lists.community_lists import folder_path
 
-# The list's columns as written (out_list_rows.row_values), by position.
-NAME, GRID, ROW_KEY = 2, 7, 21
+GRID = 7   # the position of 网格 among the list's cells (out_list_rows.row_values)
 STATUS_ORDER = ("new", "changed", "reminder", "unchanged", "released")
 
 
@@ -47,14 +46,12 @@ class ListRow:
 class Snapshot:
     """A read-only connection to the current snapshot file, reopened when a run swaps a new one in."""
 
-    def __init__(self, path: Path, lists_dir: Path):
-        self.path, self.lists_dir = Path(path), Path(lists_dir)
+    def __init__(self, path: Path):
+        self.path = Path(path)
         self._lock = threading.Lock()
         self._opened: tuple[int, int] | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._directory: dict[str, Community] = {}
-        self._districts: set[str] = set()
-        self._info: RunInfo | None = None
+        # The connection with what was read from it once: (connection, run, directory, districts).
+        self._current: tuple | None = None
 
     def _identity(self) -> tuple[int, int] | None:
         try:
@@ -63,52 +60,50 @@ class Snapshot:
             return None
         return stat.st_ino, stat.st_mtime_ns
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor on the newest snapshot (one per request: cursors are not shared across threads)."""
+    def state(self) -> tuple[duckdb.DuckDBPyConnection, RunInfo, dict[str, Community], set[str]]:
+        """A cursor on the newest snapshot (one per request: cursors are not shared across threads),
+        with its run, its community directory and its districts, all of the same file."""
         identity = self._identity()
         with self._lock:
-            if identity is None and self._con is None:
+            if identity is None and self._current is None:
                 raise FileNotFoundError(f"no snapshot at {self.path}: run trace24 first")
             if identity is not None and identity != self._opened:
-                con = duckdb.connect(str(self.path), read_only=True)
-                self._load_directory(con)
-                self._con, self._opened = con, identity   # the old connection closes when unreferenced
-            return self._con.cursor()
+                # The old connection closes when the last request holding it is done.
+                self._current, self._opened = _read_directory(duckdb.connect(str(self.path), read_only=True)), identity
+            con, info, directory, districts = self._current
+            return con.cursor(), info, directory, districts
 
-    def _load_directory(self, con: duckdb.DuckDBPyConnection) -> None:
-        as_of, profile, published_at = con.execute(
-            "SELECT as_of, profile, published_at FROM snapshot_info").fetchone()
-        self._info = RunInfo(as_of, profile, published_at)
-        self._directory = {row[0]: Community(*row) for row in con.execute(
-            "SELECT community_code, community_name, street, district FROM out_communities ORDER BY community_code"
-        ).fetchall()}
-        self._districts = {d for (d,) in con.execute(
-            "SELECT DISTINCT district FROM out_list_rows WHERE as_of = $as_of AND district IS NOT NULL",
-            {"as_of": as_of}).fetchall()} | {c.district for c in self._directory.values()}
 
-    def state(self) -> tuple[duckdb.DuckDBPyConnection, RunInfo, dict[str, Community], set[str]]:
-        """A cursor with the run, the community directory and the districts it belongs to (read together)."""
-        cursor = self.cursor()
-        return cursor, self._info, self._directory, self._districts
+def _read_directory(con: duckdb.DuckDBPyConnection) -> tuple:
+    as_of, profile, published_at = con.execute("SELECT as_of, profile, published_at FROM snapshot_info").fetchone()
+    directory = {row[0]: Community(*row) for row in con.execute(
+        "SELECT community_code, community_name, street, district FROM out_communities ORDER BY community_code"
+    ).fetchall()}
+    districts = {d for (d,) in con.execute(
+        "SELECT DISTINCT district FROM out_list_rows WHERE as_of = $as_of AND district IS NOT NULL",
+        {"as_of": as_of}).fetchall()} | {c.district for c in directory.values()}
+    return con, RunInfo(as_of, profile, published_at), directory, districts
+
+
+# One list of a run: a community's, or (community NULL) a district's unplaced persons.
+ONE_LIST = """
+FROM out_list_rows
+WHERE as_of = $as_of
+  AND (community_code = $community OR ($community IS NULL AND community_code IS NULL AND district = $district))
+"""
 
 
 def list_rows(cur, as_of: dt.datetime, community_code: str | None, district: str | None = None) -> list[ListRow]:
     """A community's list of the run (or, with ``community_code`` None, a district's unplaced list)."""
-    rows = cur.execute("""
-        SELECT status, category, row_values FROM out_list_rows
-        WHERE as_of = $as_of
-          AND (community_code = $community OR ($community IS NULL AND community_code IS NULL AND district = $district))
-        ORDER BY sort_key""", {"as_of": as_of, "community": community_code, "district": district}).fetchall()
+    rows = cur.execute(f"SELECT status, category, row_values {ONE_LIST} ORDER BY sort_key",
+                       {"as_of": as_of, "community": community_code, "district": district}).fetchall()
     return [ListRow(status, category, tuple(cells)) for status, category, cells in rows]
 
 
 def list_file(cur, as_of: dt.datetime, community_code: str | None, district: str | None = None) -> str | None:
-    found = cur.execute("""
-        SELECT any_value(list_file) FROM out_list_rows
-        WHERE as_of = $as_of
-          AND (community_code = $community OR ($community IS NULL AND community_code IS NULL AND district = $district))
-        """, {"as_of": as_of, "community": community_code, "district": district}).fetchone()
-    return found[0] if found else None
+    """The list's file, relative to the run's folder (None when nobody is on it)."""
+    return cur.execute(f"SELECT any_value(list_file) {ONE_LIST}",
+                       {"as_of": as_of, "community": community_code, "district": district}).fetchone()[0]
 
 
 def delivered_file(lists_dir: Path, as_of: dt.datetime, list_file_path: str, workbook: bool) -> Path | None:
