@@ -28,7 +28,7 @@ def discover_files(landing_dir: Path, feeds_by_agency: dict[str, list[str]], thr
 
 
 # One task for the day's files, not one per file: a task run costs ~70 ms of API calls, and a city's
-# offices return a list and a health-check file each, a thousand files a day at a million residents.
+# offices return a list and a health-check file each, 500 files a day at a million residents.
 # What each file gave is in the load audit and the run's summary artifact.
 @task(cache_policy=NONE)
 def load_new_files(con, schemas, files: list[landing.LandedFile], run_id: int, archive_dir: Path,
