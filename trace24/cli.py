@@ -360,6 +360,7 @@ def portal(
     accounts: Path | None = ACCOUNTS_OPTION,
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you mean otherwise)."),
     port: int = typer.Option(8024, help="Port."),
+    workers: int = typer.Option(2, help="Worker processes (one per core serves the most pages)."),
     insecure_cookies: bool = typer.Option(False, "--insecure-cookies",
                                           help="Cookies without Secure, for a browser that will not send them "
                                                "over plain HTTP to this host."),
@@ -373,8 +374,11 @@ def portal(
 
     config = PortalConfig(snapshot=snapshot, lists_dir=lists, accounts=_accounts_path(snapshot, accounts),
                           landing_dir=landing, secure_cookies=not insecure_cookies)
+    create_app(config)   # a missing or broken accounts file stops here, before the workers start
+    os.environ[PortalConfig.ENVIRONMENT] = config.to_environment()
     console.print(f"trace24 portal on http://{host}:{port} (snapshot {snapshot}, accounts {config.accounts})")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.run("trace24.portal.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
 
 
 @users_app.command("add")

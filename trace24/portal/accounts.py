@@ -16,7 +16,7 @@ import hashlib
 import re
 import secrets
 import sqlite3
-from contextlib import closing
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,13 +77,15 @@ def _hash_token(token: str) -> str:
 
 
 class Accounts:
-    """One SQLite file; a connection per call, so that request threads never share one."""
+    """One SQLite file; a connection per thread (request threads never share one), kept open: a
+    connection per call cost a page more than its query."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._hasher = PasswordHasher()
-        with closing(self._connect()) as con, con:
+        self._local = threading.local()
+        with self._connect() as con:
             con.executescript(SCHEMA)
             con.execute("INSERT OR IGNORE INTO settings VALUES ('secret_key', ?)", [secrets.token_hex(32)])
         # Verifying against this when the account does not exist costs what a real check costs, so
@@ -91,15 +93,19 @@ class Accounts:
         self._decoy = self._hasher.hash(secrets.token_hex(16))
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=10)
-        con.execute("PRAGMA foreign_keys = ON")
-        con.execute("PRAGMA journal_mode = WAL")
-        con.execute("PRAGMA synchronous = NORMAL")   # WAL stays consistent; a crash may lose the last log lines
+        """This thread's connection; use it as ``with self._connect() as con:`` (a transaction)."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=10)
+            con.execute("PRAGMA foreign_keys = ON")
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")   # WAL stays consistent; a crash may lose the last log lines
+            self._local.con = con
         return con
 
     @property
     def secret_key(self) -> str:
-        with closing(self._connect()) as con:
+        with self._connect() as con:
             return con.execute("SELECT value FROM settings WHERE name = 'secret_key'").fetchone()[0]
 
     def add_user(self, username: str, role: str, scope: str | None, password: str) -> User:
@@ -116,7 +122,7 @@ class Accounts:
                                 "district": "a district's scope is its name as the lists write it (e.g. 武昌区)"}[role])
         if len(password) < 10:
             raise AccountError("a password has at least 10 characters")
-        with closing(self._connect()) as con, con:
+        with self._connect() as con:
             if con.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone():
                 raise AccountError(f"user {username} exists")
             con.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?)",
@@ -124,12 +130,12 @@ class Accounts:
         return User(username, role, scope or None)
 
     def users(self) -> list[User]:
-        with closing(self._connect()) as con:
+        with self._connect() as con:
             return [User(*row) for row in con.execute("SELECT username, role, scope FROM users ORDER BY username")]
 
     def is_locked_out(self, username: str, client: str) -> bool:
         since = (_now() - dt.timedelta(minutes=FAILURE_WINDOW_MINUTES)).isoformat()
-        with closing(self._connect()) as con:
+        with self._connect() as con:
             failures = con.execute(
                 """SELECT count(*) FILTER (WHERE username = ?), count(*) FILTER (WHERE client = ?)
                    FROM login_attempts WHERE attempted_at >= ? AND NOT succeeded""",
@@ -138,7 +144,7 @@ class Accounts:
 
     def log_in(self, username: str, password: str, client: str) -> str | None:
         """A new session's token, or None for a wrong name or password (the attempt is counted)."""
-        with closing(self._connect()) as con, con:
+        with self._connect() as con:
             row = con.execute("SELECT password_hash FROM users WHERE username = ?", [username]).fetchone()
             try:
                 ok = self._hasher.verify(row[0] if row else self._decoy, password) and row is not None
@@ -155,7 +161,7 @@ class Accounts:
             return token
 
     def session(self, token: str) -> Session | None:
-        with closing(self._connect()) as con:
+        with self._connect() as con:
             row = con.execute("""SELECT u.username, u.role, u.scope, s.csrf_token FROM sessions AS s
                                  JOIN users AS u USING (username)
                                  WHERE s.token_hash = ? AND s.expires_at > ?""",
@@ -163,17 +169,17 @@ class Accounts:
         return Session(User(*row[:3]), row[3]) if row else None
 
     def log_out(self, token: str) -> None:
-        with closing(self._connect()) as con, con:
+        with self._connect() as con:
             con.execute("DELETE FROM sessions WHERE token_hash = ?", [_hash_token(token)])
 
     def record_access(self, user: User | None, method: str, route: str, scope: str | None, status: int) -> None:
-        with closing(self._connect()) as con, con:
+        with self._connect() as con:
             con.execute("INSERT INTO access_log VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [_now().isoformat(), user.username if user else None, user.role if user else None,
                          method, route, scope, status])
 
     def access_log(self, limit: int = 500) -> list[tuple]:
-        with closing(self._connect()) as con:
+        with self._connect() as con:
             return con.execute("""SELECT accessed_at, username, role, method, route, scope, status FROM access_log
                                   ORDER BY rowid DESC LIMIT ?""", [limit]).fetchall()
 

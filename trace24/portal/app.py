@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 import logging
+import os
 import secrets
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -54,6 +56,24 @@ class PortalConfig:
     accounts: Path                 # portal.sqlite
     landing_dir: Path | None = None   # where uploaded answers go (community/ of the list's day); None: no uploads
     secure_cookies: bool = True
+
+
+    # uvicorn's worker processes build the app themselves (``app_from_environment``): the command
+    # line hands them the configuration through the environment.
+    ENVIRONMENT = "TRACE24_PORTAL_CONFIG"
+
+    def to_environment(self) -> str:
+        return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()})
+
+    @classmethod
+    def from_environment(cls) -> PortalConfig:
+        values = json.loads(os.environ[cls.ENVIRONMENT])
+        return cls(**{k: (Path(v) if isinstance(v, str) else v) for k, v in values.items()})
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one uvicorn worker process (``trace24 portal --workers N``)."""
+    return create_app(PortalConfig.from_environment())
 
 
 class LoginRequired(Exception):
@@ -192,13 +212,18 @@ def create_app(config: PortalConfig) -> FastAPI:
     def office_page(request: Request, session: Session, code: str, grid: str, category: str, notice: str | None,
                     status_code: int = 200):
         cur, info, community = community_or_404(request, session.user, code)
-        rows = read.list_rows(cur, info.as_of, code)
-        grids = sorted({r.grid for r in rows if r.grid})
-        shown = [r for r in rows if (not grid or r.grid == grid) and (not category or r.category == category)]
-        by_status = {s: sum(r.status == s for r in rows) for s in read.STATUS_ORDER}
+
+        def make() -> dict:
+            rows = read.list_rows(cur, info.as_of, code)
+            shown = [r for r in rows if (not grid or r.grid == grid) and (not category or r.category == category)]
+            return {"total": len(rows), "grids": sorted({r.grid for r in rows if r.grid}),
+                    "by_status": {s: sum(r.status == s for r in rows) for s in read.STATUS_ORDER},
+                    # Rendered (and escaped) by Jinja once per snapshot, list and filter.
+                    "table": templates.get_template("_list_table.html").render(rows=shown, headers=list_headers)}
+
+        view = snapshot.made(info, ("office", code, grid, category), make)
         return page(request, "office.html", {
-            "info": info, "community": community, "rows": shown, "total": len(rows), "grids": grids,
-            "grid": grid, "category": category, "by_status": by_status, "headers": list_headers,
+            "info": info, "community": community, "grid": grid, "category": category, **view,
             "uploads": config.landing_dir is not None, "notice": notice}, status_code=status_code)
 
     @app.get("/c/{community_code}")

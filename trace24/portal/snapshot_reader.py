@@ -46,12 +46,17 @@ class ListRow:
 class Snapshot:
     """A read-only connection to the current snapshot file, reopened when a run swaps a new one in."""
 
+    MADE_LIMIT = 4096   # things made per snapshot; past it the store starts again (filters make many keys)
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._opened: tuple[int, int] | None = None
-        # The connection with what was read from it once: (connection, run, directory, districts).
+        # The connection with what was read from it once (connection, run, directory, districts),
+        # and what pages made of it (a list's rendered table): a snapshot never changes, so a thing
+        # is made once per file and the next file starts with none.
         self._current: tuple | None = None
+        self._made: dict = {}
 
     def _identity(self) -> tuple[int, int] | None:
         try:
@@ -70,8 +75,27 @@ class Snapshot:
             if identity is not None and identity != self._opened:
                 # The old connection closes when the last request holding it is done.
                 self._current, self._opened = _read_directory(duckdb.connect(str(self.path), read_only=True)), identity
+                self._made = {}
             con, info, directory, districts = self._current
             return con.cursor(), info, directory, districts
+
+    def made(self, info: RunInfo, key: tuple, make):
+        """``make()``, kept for the snapshot of ``info`` while it is the current one (a request still
+        on a swapped-out snapshot makes its thing without keeping it)."""
+        with self._lock:
+            current = self._current is not None and self._current[1] is info
+            made = self._made
+        if not current:
+            return make()
+        if key not in made:
+            value = make()
+            with self._lock:
+                if self._made is made:
+                    if len(made) >= self.MADE_LIMIT:
+                        made.clear()
+                    made[key] = value
+            return value
+        return made[key]
 
 
 def _read_directory(con: duckdb.DuckDBPyConnection) -> tuple:
