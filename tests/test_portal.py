@@ -36,12 +36,14 @@ def city(sample_day_1, tmp_path_factory):
             for code, *_ in listed}
         files = dict(con.execute("SELECT community_code, any_value(list_file) FROM out_list_rows WHERE as_of = ? "
                                  "GROUP BY ALL", [as_of]).fetchall())
+        keys = dict(con.execute("SELECT community_code, min(row_key) FROM out_list_rows WHERE as_of = ? "
+                                "GROUP BY ALL", [as_of]).fetchall())
     a = listed[0]
     b = next(row for row in listed[1:] if row[0][:9] == a[0][:9])
     other_district = next(row for row in listed if row[2] != a[2])
     return {"folder": folder, "as_of": as_of, "a": a[0], "b": b[0], "street": a[0][:9], "district": a[2],
             "other_street": other_district[0][:9], "other_district": other_district[2], "names": names,
-            "files": files}
+            "files": files, "keys": keys}
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def test_an_office_sees_only_its_residents_masked_and_downloads_its_delivered_li
     page = browser.get(f"/c/{city['a']}")
     assert page.status_code == 200
     assert city["as_of"].strftime("%Y-%m-%d %H:%M") in page.text          # which run the page shows
-    cells = set(re.findall(r"<td>([^<]*)</td>", page.text))
+    cells = set(re.findall(r"<td>(?:<a [^>]*>)?([^<]*)(?:</a>)?</td>", page.text))
     assert city["names"][city["a"]] <= cells
     assert not (city["names"][city["b"]] - city["names"][city["a"]]) & cells   # no neighbour's resident
     assert not ID_NUMBER.search(page.text)                                 # ID numbers masked
@@ -97,7 +99,8 @@ def test_an_office_sees_only_its_residents_masked_and_downloads_its_delivered_li
 
 def foreign_values(city) -> dict[str, str]:
     """For each path parameter, a value that exists in the city and lies outside office A's scope."""
-    return {"community_code": city["b"], "street_code": city["other_street"], "district": city["other_district"]}
+    return {"community_code": city["b"], "street_code": city["other_street"], "district": city["other_district"],
+            "row_key": city["keys"][city["b"]]}
 
 
 def test_every_route_answers_404_outside_the_accounts_scope(city, portal):
@@ -125,7 +128,10 @@ def test_every_route_answers_404_outside_the_accounts_scope(city, portal):
             assert answer.status_code == 404, f"{method} {path}: {answer.status_code}"
             assert answer.text == missing_page
             walked.append(route.path)
-    assert {"/c/{community_code}", "/c/{community_code}/returns", "/d/{district}", "/city"} <= set(walked)
+    assert {"/c/{community_code}", "/c/{community_code}/p/{row_key}", "/c/{community_code}/returns",
+            "/d/{district}", "/city"} <= set(walked)
+    # A neighbour's person under one's own community's path is not there either.
+    assert browser.get(f"/c/{city['a']}/p/{city['keys'][city['b']]}").text == missing_page
 
 
 def test_each_role_reaches_what_its_scope_holds(city, portal):
@@ -234,3 +240,33 @@ def test_the_sample_accounts_cover_every_role(city, tmp_path):
     made = sample_accounts(accounts, list(directory.values()))
     assert {role for _, role, _, _ in made} == {"office", "street", "district", "city", "epidemiologist"}
     assert sample_accounts(accounts, list(directory.values())) == []      # made once
+
+
+def test_an_office_opens_a_person_of_its_list_with_what_it_answered(city, tmp_path):
+    """From the list, the person's page: the row as delivered, the office's answers to it and the
+    days it was checked, with no temperature or symptom. The snapshot is the run's, with one
+    accepted answer and one check added as a later run would publish them."""
+    import shutil
+
+    key = city["keys"][city["a"]]
+    snapshot = tmp_path / "t_read.duckdb"
+    shutil.copy(city["folder"] / "t_read.duckdb", snapshot)
+    with duckdb.connect(str(snapshot)) as con:
+        con.execute("""INSERT INTO core_followup_history (row_key, community_code, answer, controlled_at,
+                           delivery_date, load_id, source_row_number, is_current)
+                       VALUES (?, ?, '已集中隔离', TIMESTAMP '2020-02-14 18:05', DATE '2020-02-14', 9001, 1, true)""",
+                    [key, city["a"]])
+        con.execute("""INSERT INTO core_health_checks (row_key, community_code, check_date, temperature_c,
+                           observation_status, reporter_kind, load_id, source_row_number)
+                       VALUES (?, ?, DATE '2020-02-14', 38.6, '继续观察', 'facility', 9002, 1)""", [key, city["a"]])
+    accounts = Accounts(tmp_path / "portal.sqlite")
+    accounts.add_user("office-a", "office", city["a"], PASSWORD)
+    app = create_app(PortalConfig(snapshot=snapshot, lists_dir=city["folder"] / "lists",
+                                  accounts=tmp_path / "portal.sqlite"))
+    browser, _ = logged_in(app, "office-a")
+    assert f'href="/c/{city["a"]}/p/{key}"' in browser.get(f"/c/{city['a']}").text
+    person = browser.get(f"/c/{city['a']}/p/{key}")
+    assert person.status_code == 200 and key in person.text
+    assert re.search(r"<td>2020-02-14</td><td>已集中隔离</td><td>2020-02-14 18:05:00</td>", person.text)
+    assert re.search(r"<td>2020-02-14</td><td>继续观察</td><td>隔离点</td>", person.text)
+    assert "38.6" not in person.text and not ID_NUMBER.search(person.text)

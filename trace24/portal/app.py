@@ -219,7 +219,8 @@ def create_app(config: PortalConfig) -> FastAPI:
             return {"total": len(rows), "grids": sorted({r.grid for r in rows if r.grid}),
                     "by_status": {s: sum(r.status == s for r in rows) for s in read.STATUS_ORDER},
                     # Rendered (and escaped) by Jinja once per snapshot, list and filter.
-                    "table": templates.get_template("_list_table.html").render(rows=shown, headers=list_headers)}
+                    "table": templates.get_template("_list_table.html").render(rows=shown, headers=list_headers,
+                                                                                code=code)}
 
         view = snapshot.made(info, ("office", code, grid, category), make)
         return page(request, "office.html", {
@@ -230,6 +231,17 @@ def create_app(config: PortalConfig) -> FastAPI:
     def office_list(request: Request, community_code: str, grid: str = "", category: str = "",
                     session: Session = Depends(viewer)):
         return office_page(request, session, community_code, grid[:40], category[:40], None)
+
+    @app.get("/c/{community_code}/p/{row_key}")
+    def office_person(request: Request, community_code: str, row_key: str, session: Session = Depends(viewer)):
+        """One person of the list, by the row's 回执编号 (opaque): the row, the office's answers, the checks."""
+        cur, info, community = community_or_404(request, session.user, community_code)
+        row = read.list_row(cur, info.as_of, community_code, row_key[:40])
+        if row is None:
+            raise not_found()
+        answers, checks = read.row_history(cur, community_code, row_key)
+        return page(request, "person.html", {"info": info, "community": community, "row": row,
+                                             "headers": list_headers, "answers": answers, "checks": checks})
 
     def download(request: Request, session: Session, code: str | None, district: str | None, workbook: bool):
         if code is not None:

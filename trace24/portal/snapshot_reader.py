@@ -124,6 +124,30 @@ def list_rows(cur, as_of: dt.datetime, community_code: str | None, district: str
     return [ListRow(status, category, tuple(cells)) for status, category, cells in rows]
 
 
+def list_row(cur, as_of: dt.datetime, community_code: str, row_key: str) -> ListRow | None:
+    """One row of a community's list of the run, by its 回执编号; None when the list has no such row."""
+    found = cur.execute("""SELECT status, category, row_values FROM out_list_rows
+                           WHERE as_of = $as_of AND community_code = $community AND row_key = $row_key""",
+                        {"as_of": as_of, "community": community_code, "row_key": row_key}).fetchone()
+    return ListRow(found[0], found[1], tuple(found[2])) if found else None
+
+
+def row_history(cur, community_code: str, row_key: str) -> tuple[list[tuple], list[tuple]]:
+    """What the community's office answered about the row (each delivery, newest first), and the
+    days it was checked with the status reported (no temperature or symptom: the office's page
+    carries no medical detail beyond the category)."""
+    answers = cur.execute("""
+        SELECT delivery_date, answer, controlled_at, is_current FROM core_followup_history
+        WHERE row_key = $row_key AND community_code = $community
+        ORDER BY delivery_date DESC, load_id DESC, source_row_number DESC""",
+                          {"row_key": row_key, "community": community_code}).fetchall()
+    checks = cur.execute("""
+        SELECT check_date, observation_status, reporter_kind FROM core_health_checks
+        WHERE row_key = $row_key AND community_code = $community ORDER BY check_date DESC""",
+                         {"row_key": row_key, "community": community_code}).fetchall()
+    return answers, checks
+
+
 def list_file(cur, as_of: dt.datetime, community_code: str | None, district: str | None = None) -> str | None:
     """The list's file, relative to the run's folder (None when nobody is on it)."""
     return cur.execute(f"SELECT any_value(list_file) {ONE_LIST}",
