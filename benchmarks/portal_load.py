@@ -46,7 +46,7 @@ async def log_in(client, username: str, errors: list[str]) -> bool:
 
 
 async def pages(client, code: str, count: int, think: float, rng: random.Random, times: list[float],
-                errors: list[str]) -> None:
+                server: list[float], errors: list[str]) -> None:
     for _ in range(count):
         await asyncio.sleep(rng.uniform(0.5, 1.5) * think)   # reading the page before the next
         started = time.perf_counter()
@@ -54,25 +54,26 @@ async def pages(client, code: str, count: int, think: float, rng: random.Random,
             page = await client.get(f"/c/{code}")
             if page.status_code != 200:
                 errors.append(f"page {page.status_code}")
+            server.append(float(page.headers["server-timing"].split("dur=")[1]) / 1000)
         except Exception as exc:   # a timeout or a refused connection is an error to count
             errors.append(exc.__class__.__name__)
         times.append(time.perf_counter() - started)
 
 
 async def run(base: str, accounts: list[tuple[str, str]], count: int, think: float
-              ) -> tuple[list[float], list[str], float]:
+              ) -> tuple[list[float], list[float], list[str], float]:
     """Every session logs in first (Argon2 is slow on purpose), then all open their pages at once."""
     import httpx
 
-    times, errors = [], []
+    times, server, errors = [], [], []
     clients = [httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=False) for _ in accounts]
     try:
         in_ok = await asyncio.gather(*(log_in(c, u, errors) for c, (u, _) in zip(clients, accounts, strict=True)))
         started = time.perf_counter()
         rng = random.Random(2020)
-        await asyncio.gather(*(pages(c, code, count, think, random.Random(rng.random()), times, errors)
+        await asyncio.gather(*(pages(c, code, count, think, random.Random(rng.random()), times, server, errors)
                                for c, (_, code), ok in zip(clients, accounts, in_ok, strict=True) if ok))
-        return times, errors, time.perf_counter() - started
+        return times, server, errors, time.perf_counter() - started
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
 
@@ -103,23 +104,29 @@ def main() -> None:
         accounts.append((f"office-{i}", code))
     port = free_port()
     # httpx, unlike a browser, sends no Secure cookie over plain HTTP, even on loopback.
-    server = start_portal(folder, folder / "portal.sqlite", port, "--insecure-cookies", "--workers", str(args.workers))
+    server = start_portal(folder, folder / "portal.sqlite", port, "--insecure-cookies",
+                          "--workers", str(args.workers))
     try:
-        times, errors, wall = asyncio.run(run(f"http://127.0.0.1:{port}", accounts, args.pages, args.think))
+        times, server_times, errors, wall = asyncio.run(
+            run(f"http://127.0.0.1:{port}", accounts, args.pages, args.think))
     finally:
         server.terminate()
         server.wait(timeout=30)
+    print(f"(the portal's messages: {folder / 'portal.log'})")
     rows = [n for _, n in listed]
     if len(times) < 2:
         sys.exit(f"no page was served: {sorted(set(errors))}")
     times.sort()
     pct = statistics.quantiles(times, n=100)
+    on_server = statistics.quantiles(server_times, n=100)
     print(f"portal load: {args.sessions} sessions x {args.pages} list pages, think {args.think:g} s, "
           f"{args.workers} workers, run as of {info.as_of}, "
           f"{len(listed)} communities listed (rows per list: median {statistics.median(rows):.0f}, max {max(rows)})")
     print(f"page time: p50 {pct[49] * 1000:.0f} ms, p95 {pct[94] * 1000:.0f} ms, p99 {pct[98] * 1000:.0f} ms, "
           f"max {times[-1] * 1000:.0f} ms; {len(times) / wall:.0f} pages/s; errors {len(errors)}"
           f"{' (' + ', '.join(sorted(set(errors))) + ')' if errors else ''}")
+    print(f"of which in the server (Server-Timing): p50 {on_server[49] * 1000:.0f} ms, "
+          f"p95 {on_server[94] * 1000:.0f} ms; the rest is the queue and this client, on the same cores")
 
 
 if __name__ == "__main__":

@@ -270,3 +270,33 @@ def test_an_office_opens_a_person_of_its_list_with_what_it_answered(city, tmp_pa
     assert re.search(r"<td>2020-02-14</td><td>已集中隔离</td><td>2020-02-14 18:05:00</td>", person.text)
     assert re.search(r"<td>2020-02-14</td><td>继续观察</td><td>隔离点</td>", person.text)
     assert "38.6" not in person.text and not ID_NUMBER.search(person.text)
+
+
+def test_the_list_table_escapes_every_cell_and_filters_by_grid(city, tmp_path):
+    """The office's table is made in the database: a cell that reads as markup shows as text, and a
+    grid filter keeps that grid's rows only."""
+    import shutil
+
+    snapshot = tmp_path / "t_read.duckdb"
+    shutil.copy(city["folder"] / "t_read.duckdb", snapshot)
+    hostile = "<b onclick=\"x\">李&'"
+    with duckdb.connect(str(snapshot)) as con:
+        con.execute("""UPDATE out_list_rows SET row_values = list_transform(row_values, lambda v, i:
+                           CASE WHEN i = 3 THEN ? ELSE v END)
+                       WHERE row_key = ? AND as_of = ?""", [hostile, city["keys"][city["a"]], city["as_of"]])
+        grids = con.execute("""SELECT row_values[8], count(*) FROM out_list_rows
+                               WHERE as_of = ? AND community_code = ? AND row_values[8] <> ''
+                               GROUP BY ALL ORDER BY 1""", [city["as_of"], city["a"]]).fetchall()
+    accounts = Accounts(tmp_path / "portal.sqlite")
+    accounts.add_user("office-a", "office", city["a"], PASSWORD)
+    app = create_app(PortalConfig(snapshot=snapshot, lists_dir=city["folder"] / "lists",
+                                  accounts=tmp_path / "portal.sqlite"))
+    browser, _ = logged_in(app, "office-a")
+    page = browser.get(f"/c/{city['a']}").text
+    assert "&lt;b onclick=&#34;x&#34;&gt;李&amp;&#39;" in page and "<b onclick" not in page
+    grid, count = grids[0]
+    filtered = browser.get(f"/c/{city['a']}", params={"grid": grid}).text
+    table = filtered.split('<table id="list">')[1]
+    assert table.count("<tr class=") == count
+    cell = r"<td>(?:<a [^>]*>)?[^<]*(?:</a>)?</td>"
+    assert re.findall(rf'<tr class="status-\w+">(?:{cell}){{7}}<td>([^<]*)</td>', table) == [grid] * count

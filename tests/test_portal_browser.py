@@ -35,9 +35,13 @@ def free_port() -> int:
 
 
 def start_portal(folder: Path, accounts: Path, port: int, *options: str) -> subprocess.Popen:
+    """``trace24 portal`` on loopback, its messages in ``portal.log`` beside the accounts (a pipe
+    nobody reads would fill and stop the server)."""
     command = [str(Path(sys.executable).with_name("trace24")), "portal", "--snapshot", str(folder / "t_read.duckdb"),
                "--lists", str(folder / "lists"), "--accounts", str(accounts), "--port", str(port), *options]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = accounts.with_name("portal.log")
+    with log.open("w") as handle:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=handle, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -46,7 +50,7 @@ def start_portal(folder: Path, accounts: Path, port: int, *options: str) -> subp
         except httpx.HTTPError:
             time.sleep(0.3)
     server.kill()
-    raise RuntimeError(f"the portal did not start: {server.stderr.read()[-2000:]}")
+    raise RuntimeError(f"the portal did not start: {log.read_text()[-2000:]}")
 
 
 def chrome(downloads: Path):

@@ -21,7 +21,7 @@ import duckdb
 from trace24.portal.scopes import Community
 from trace24.transforms.lists.community_lists import folder_path
 
-GRID = 7   # the position of 网格 among the list's cells (out_list_rows.row_values)
+NAME, GRID, ROW_KEY = 2, 7, 21   # positions among the list's cells (out_list_rows.row_values), from 0
 STATUS_ORDER = ("new", "changed", "reminder", "unchanged", "released")
 
 
@@ -37,10 +37,6 @@ class ListRow:
     status: str
     category: str | None
     cells: tuple[str, ...]
-
-    @property
-    def grid(self) -> str:
-        return self.cells[GRID]
 
 
 class Snapshot:
@@ -122,6 +118,51 @@ def list_rows(cur, as_of: dt.datetime, community_code: str | None, district: str
     rows = cur.execute(f"SELECT status, category, row_values {ONE_LIST} ORDER BY sort_key",
                        {"as_of": as_of, "community": community_code, "district": district}).fetchall()
     return [ListRow(status, category, tuple(cells)) for status, category, cells in rows]
+
+
+def html_escaped(expression: str) -> str:
+    """SQL for the text of ``expression`` escaped as Jinja escapes it (&, <, >, ", ')."""
+    return (f"replace(replace(replace(replace(replace(coalesce({expression}, ''), '&', '&amp;'), '<', '&lt;'), "
+            f"'>', '&gt;'), '\"', '&#34;'), chr(39), '&#39;')")
+
+
+SHOWN_CELLS = 22   # 状态 … 回执编号: the answer cells are the office's to fill in, not to read here
+# One list's table rows as HTML, made in the database (a page of 400 rows took 15 ms in Jinja):
+# every cell escaped, the name linked to the person's page by the row's 回执编号.
+_CELL = (f"CASE WHEN i = {NAME + 1} AND coalesce(row_values[{ROW_KEY + 1}], '') <> '' "
+         f"THEN '<td><a href=\"/c/' || {html_escaped('$community')} || '/p/' || "
+         f"{html_escaped(f'row_values[{ROW_KEY + 1}]')} || '\">' || {html_escaped('cell')} || '</a></td>' "
+         f"ELSE '<td>' || {html_escaped('cell')} || '</td>' END")
+LIST_TABLE_SQL = f"""
+WITH listed AS (
+    SELECT sort_key, status, category, row_values[{GRID + 1}] AS grid,
+           '<tr class="status-' || {html_escaped('status')} || '">'
+           || array_to_string(list_transform(row_values[1:{SHOWN_CELLS}], lambda cell, i: {_CELL}), '')
+           || '</tr>' AS row_html
+    FROM out_list_rows
+    WHERE as_of = $as_of AND community_code = $community
+)
+SELECT coalesce(string_agg(row_html, chr(10) ORDER BY sort_key)
+                    FILTER (WHERE ($grid = '' OR grid = $grid) AND ($category = '' OR category = $category)), ''),
+       count(*), list_sort(list_distinct(list(grid) FILTER (WHERE coalesce(grid, '') <> ''))), histogram(status)
+FROM listed
+"""
+
+
+@dataclass(frozen=True)
+class ListTable:
+    body: str                   # the rows shown, as HTML (escaped)
+    total: int                  # rows on the list, whatever the filters
+    grids: list[str]
+    by_status: dict[str, int]
+
+
+def list_table(cur, as_of: dt.datetime, community_code: str, grid: str, category: str) -> ListTable:
+    """A community's list of the run as the office page shows it, filtered by grid and category."""
+    body, total, grids, statuses = cur.execute(LIST_TABLE_SQL, {
+        "as_of": as_of, "community": community_code, "grid": grid, "category": category}).fetchone()
+    statuses = statuses or {}
+    return ListTable(body, total, grids or [], {s: statuses.get(s, 0) for s in STATUS_ORDER})
 
 
 def list_row(cur, as_of: dt.datetime, community_code: str, row_key: str) -> ListRow | None:
