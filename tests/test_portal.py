@@ -300,3 +300,17 @@ def test_the_list_table_escapes_every_cell_and_filters_by_grid(city, tmp_path):
     assert table.count("<tr class=") == count
     cell = r"<td>(?:<a [^>]*>)?[^<]*(?:</a>)?</td>"
     assert re.findall(rf'<tr class="status-\w+">(?:{cell}){{7}}<td>([^<]*)</td>', table) == [grid] * count
+
+
+def test_the_lists_made_ahead_are_the_lists_made_on_demand(city):
+    """What a worker makes for every office when a snapshot opens equals what a visit makes."""
+    from trace24.portal.snapshot_reader import Snapshot, every_list_table, list_table
+
+    cur, info, directory, _ = Snapshot(city["folder"] / "t_read.duckdb").state()
+    ahead = every_list_table(cur, info.as_of)
+    assert set(ahead) == {code for code, *_ in cur.execute(
+        "SELECT DISTINCT community_code FROM out_list_rows WHERE as_of = ? AND community_code IS NOT NULL",
+        [info.as_of]).fetchall()}
+    for code in directory:
+        assert ahead.get(code, list_table(cur, info.as_of, "000000000000", "", "")) == list_table(
+            cur, info.as_of, code, "", "")

@@ -44,8 +44,10 @@ class Snapshot:
 
     MADE_LIMIT = 4096   # things made per snapshot; past it the store starts again (filters make many keys)
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path, warm=None):
+        """``warm(cursor, run)``, when given, returns things to keep ({key: value}) made ahead for
+        each new file, in a thread of its own, so that the first requests after a run find them."""
+        self.path, self._warm = Path(path), warm
         self._lock = threading.Lock()
         self._opened: tuple[int, int] | None = None
         # The connection with what was read from it once (connection, run, directory, districts),
@@ -72,8 +74,17 @@ class Snapshot:
                 # The old connection closes when the last request holding it is done.
                 self._current, self._opened = _read_directory(duckdb.connect(str(self.path), read_only=True)), identity
                 self._made = {}
+                if self._warm is not None:
+                    threading.Thread(target=self._warm_up, args=(self._current,), daemon=True).start()
             con, info, directory, districts = self._current
             return con.cursor(), info, directory, districts
+
+    def _warm_up(self, current: tuple) -> None:
+        made = self._warm(current[0].cursor(), current[1])
+        with self._lock:
+            if self._current is current:
+                for key, value in made.items():
+                    self._made.setdefault(key, value)
 
     def made(self, info: RunInfo, key: tuple, make):
         """``make()``, kept for the snapshot of ``info`` while it is the current one (a request still
@@ -130,22 +141,23 @@ SHOWN_CELLS = 22   # 状态 … 回执编号: the answer cells are the office's 
 # One list's table rows as HTML, made in the database (a page of 400 rows took 15 ms in Jinja):
 # every cell escaped, the name linked to the person's page by the row's 回执编号.
 _CELL = (f"CASE WHEN i = {NAME + 1} AND coalesce(row_values[{ROW_KEY + 1}], '') <> '' "
-         f"THEN '<td><a href=\"/c/' || {html_escaped('$community')} || '/p/' || "
+         f"THEN '<td><a href=\"/c/' || {html_escaped('community_code')} || '/p/' || "
          f"{html_escaped(f'row_values[{ROW_KEY + 1}]')} || '\">' || {html_escaped('cell')} || '</a></td>' "
          f"ELSE '<td>' || {html_escaped('cell')} || '</td>' END")
 LIST_TABLE_SQL = f"""
 WITH listed AS (
-    SELECT sort_key, status, category, row_values[{GRID + 1}] AS grid,
+    SELECT community_code, sort_key, status, category, row_values[{GRID + 1}] AS grid,
            '<tr class="status-' || {html_escaped('status')} || '">'
            || array_to_string(list_transform(row_values[1:{SHOWN_CELLS}], lambda cell, i: {_CELL}), '')
            || '</tr>' AS row_html
     FROM out_list_rows
-    WHERE as_of = $as_of AND community_code = $community
+    WHERE as_of = $as_of AND (community_code = $community OR ($community IS NULL AND community_code IS NOT NULL))
 )
-SELECT coalesce(string_agg(row_html, chr(10) ORDER BY sort_key)
+SELECT community_code, coalesce(string_agg(row_html, chr(10) ORDER BY sort_key)
                     FILTER (WHERE ($grid = '' OR grid = $grid) AND ($category = '' OR category = $category)), ''),
        count(*), list_sort(list_distinct(list(grid) FILTER (WHERE coalesce(grid, '') <> ''))), histogram(status)
 FROM listed
+GROUP BY community_code
 """
 
 
@@ -157,12 +169,22 @@ class ListTable:
     by_status: dict[str, int]
 
 
+def _tables(cur, as_of: dt.datetime, community_code: str | None, grid: str, category: str) -> dict[str, ListTable]:
+    found = cur.execute(LIST_TABLE_SQL, {"as_of": as_of, "community": community_code, "grid": grid,
+                                         "category": category}).fetchall()
+    return {code: ListTable(body, total, grids or [], {s: (statuses or {}).get(s, 0) for s in STATUS_ORDER})
+            for code, body, total, grids, statuses in found}
+
+
 def list_table(cur, as_of: dt.datetime, community_code: str, grid: str, category: str) -> ListTable:
     """A community's list of the run as the office page shows it, filtered by grid and category."""
-    body, total, grids, statuses = cur.execute(LIST_TABLE_SQL, {
-        "as_of": as_of, "community": community_code, "grid": grid, "category": category}).fetchone()
-    statuses = statuses or {}
-    return ListTable(body, total, grids or [], {s: statuses.get(s, 0) for s in STATUS_ORDER})
+    return _tables(cur, as_of, community_code, grid, category).get(
+        community_code, ListTable("", 0, [], dict.fromkeys(STATUS_ORDER, 0)))
+
+
+def every_list_table(cur, as_of: dt.datetime) -> dict[str, ListTable]:
+    """Every community's unfiltered table, in one pass (~0.7 s at a million residents)."""
+    return _tables(cur, as_of, None, "", "")
 
 
 def list_row(cur, as_of: dt.datetime, community_code: str, row_key: str) -> ListRow | None:
