@@ -38,12 +38,14 @@ def city(sample_day_1, tmp_path_factory):
                                  "GROUP BY ALL", [as_of]).fetchall())
         keys = dict(con.execute("SELECT community_code, min(row_key) FROM out_list_rows WHERE as_of = ? "
                                 "GROUP BY ALL", [as_of]).fetchall())
+        unplaced = con.execute("SELECT count(*) FROM out_list_rows WHERE as_of = ? AND community_code IS NULL "
+                               "AND district = ?", [as_of, listed[0][2]]).fetchone()[0]
     a = listed[0]
     b = next(row for row in listed[1:] if row[0][:9] == a[0][:9])
     other_district = next(row for row in listed if row[2] != a[2])
     return {"folder": folder, "as_of": as_of, "a": a[0], "b": b[0], "street": a[0][:9], "district": a[2],
             "other_street": other_district[0][:9], "other_district": other_district[2], "names": names,
-            "files": files, "keys": keys}
+            "files": files, "keys": keys, "unplaced": unplaced}
 
 
 @pytest.fixture
@@ -314,3 +316,50 @@ def test_the_lists_made_ahead_are_the_lists_made_on_demand(city):
     for code in directory:
         assert ahead.get(code, list_table(cur, info.as_of, "000000000000", "", "")) == list_table(
             cur, info.as_of, code, "", "")
+
+
+# Which roles open each route with values of their own scope (200); every other role gets 404.
+LIST_ROLES = {"office-a", "street-a", "district-a", "city"}
+ACCESS = {
+    ("GET", "/c/{community_code}"): LIST_ROLES,
+    ("GET", "/c/{community_code}/list.csv"): LIST_ROLES,
+    ("GET", "/c/{community_code}/list.xlsx"): LIST_ROLES,
+    ("GET", "/c/{community_code}/p/{row_key}"): LIST_ROLES,
+    ("POST", "/c/{community_code}/returns"): {"office-a"},
+    ("GET", "/s/{street_code}"): {"street-a", "district-a", "city"},
+    ("GET", "/d/{district}"): {"district-a", "city"},
+    ("GET", "/d/{district}/unplaced.csv"): {"district-a", "city"},
+    ("GET", "/d/{district}/compliance.svg"): {"district-a", "city"},
+    ("GET", "/d/{district}/curve.svg"): {"district-a", "city"},
+    ("GET", "/city"): {"city"},
+    ("GET", "/access-log"): {"city"},
+    ("GET", "/epi"): {"epi", "city"},
+    ("GET", "/epi/curve.svg"): {"epi", "city"},
+    ("GET", "/epi/compliance.svg"): {"epi", "city"},
+}
+
+
+def test_every_route_and_role_within_its_own_scope(city, portal):
+    """Each role asks every route with values of office A's community, street and district: the
+    roles the table names get the page, the others the 404 page. A route missing from the table
+    fails the test."""
+    app, _ = portal
+    own = {"community_code": city["a"], "street_code": city["street"], "district": city["district"],
+           "row_key": city["keys"][city["a"]]}
+    routes = {(method, route.path) for route in app.routes if isinstance(route, APIRoute) and route.path not in PUBLIC
+              for method in route.methods}
+    assert routes == set(ACCESS), "add the route to ACCESS"
+    workbook = None
+    for username in ("office-a", "street-a", "district-a", "city", "epi"):
+        browser, csrf = logged_in(app, username)
+        for (method, path), allowed in sorted(ACCESS.items()):
+            url = path.format(**own)
+            if method == "GET":
+                answer = browser.get(url)
+            else:
+                workbook = workbook or logged_in(app, "office-a")[0].get(f"/c/{city['a']}/list.xlsx").content
+                answer = browser.post(url, data={"csrf_token": csrf}, files={"answered": ("a.xlsx", workbook)})
+            expected = 200 if username in allowed else 404
+            if path.endswith("unplaced.csv") and not city["unplaced"]:
+                expected = 404    # no unplaced person in the district today: no such file
+            assert answer.status_code == expected, f"{username} {method} {url}: {answer.status_code}"

@@ -100,7 +100,8 @@ def create_app(config: PortalConfig) -> FastAPI:
         snapshot.state()   # opened (and warmed) as the worker starts, not by its first visitor
     signer = URLSafeSerializer(accounts.secret_key, salt="trace24-portal")
     labels = load_labels()
-    list_headers = list(load_layout().headers)
+    layout = load_layout()     # the lists' own wording: headers, bed kinds
+    list_headers = list(layout.headers)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(t=labels, quote=lambda s: urllib.parse.quote(str(s), safe=""))
     app = FastAPI(title="trace24 portal", docs_url=None, redoc_url=None, openapi_url=None)
@@ -275,8 +276,8 @@ def create_app(config: PortalConfig) -> FastAPI:
                        csrf_token: str = Form(..., max_length=100), answered: UploadFile = File(...)):
         checked_form(request, session, csrf_token)
         _, info, _ = community_or_404(request, session.user, community_code)
-        if config.landing_dir is None:
-            raise not_found()
+        if config.landing_dir is None or session.user.role != "office":
+            raise not_found()   # an answer is the office's own word: no street or command answers for it
         content = answered.file.read(MAX_UPLOAD_BYTES + 1)
         if len(content) > MAX_UPLOAD_BYTES:
             raise StarletteHTTPException(status_code=413)
@@ -321,6 +322,7 @@ def create_app(config: PortalConfig) -> FastAPI:
             "counts": read.category_counts(cur, info.as_of, [c.community_code for c in members]),
             "clock": read.compliance(cur, district), "unplaced": read.list_rows(cur, info.as_of, None, district),
             "headers": list_headers, "beds": read.beds(cur, district), "waiting": read.waiting(cur, district),
+            "transfers": read.transfers(cur, district), "bed_kinds": layout.bed_kinds,
             "areas": read.active_areas(cur, district)})
 
     @app.get("/d/{district}/unplaced.csv")
@@ -331,6 +333,11 @@ def create_app(config: PortalConfig) -> FastAPI:
     def district_compliance(request: Request, district: str, session: Session = Depends(viewer)):
         cur, _, _ = district_or_404(request, session.user, district)
         return _svg(charts.compliance_chart(read.compliance(cur, district)))
+
+    @app.get("/d/{district}/curve.svg")
+    def district_curve(request: Request, district: str, session: Session = Depends(viewer)):
+        cur, _, _ = district_or_404(request, session.user, district)
+        return _svg(charts.epidemic_curve(read.district_cases_per_day(cur, district)))
 
     @app.get("/city")
     def city(request: Request, session: Session = Depends(viewer)):

@@ -22,6 +22,10 @@ matplotlib.rcParams["svg.hashsalt"] = "trace24"
 
 
 def _render(fig) -> bytes:
+    ax = fig.axes[0]
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+    ax.spines[["top", "right"]].set_visible(False)
     out = io.BytesIO()
     fig.savefig(out, bbox_inches="tight", **_SVG)
     plt.close(fig)
@@ -34,8 +38,7 @@ def _curve(days: tuple) -> bytes:
     dates = [d for d, _, _ in days]
     ax.bar(dates, [n for _, n, _ in days], color="#b22222", width=0.8)
     ax.bar(dates, [a for _, _, a in days], bottom=[n for _, n, _ in days], color="#f4a460", width=0.8)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
-    ax.spines[["top", "right"]].set_visible(False)
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     return _render(fig)
 
 
@@ -55,8 +58,6 @@ def _compliance(days: tuple) -> bytes:
             linestyle="--")
     ax.set_ylim(0, 1.05)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
-    ax.spines[["top", "right"]].set_visible(False)
     return _render(fig)
 
 

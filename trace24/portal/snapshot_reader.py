@@ -280,6 +280,23 @@ def waiting(cur, district: str) -> list[tuple]:
         WHERE district = $district GROUP BY ALL ORDER BY ALL""", {"district": district}).fetchall()
 
 
+def transfers(cur, district: str) -> list[tuple]:
+    """The run's transfer trips from the district, by category: trips, persons, trips with a
+    vehicle, the first planned pickup."""
+    return cur.execute("""
+        SELECT category, count(*), sum(persons), count(vehicle_id), min(planned_pickup_at) FROM dispatch_trips
+        WHERE pickup_district = $district GROUP BY ALL ORDER BY ALL""", {"district": district}).fetchall()
+
+
+def district_cases_per_day(cur, district: str) -> list[tuple]:
+    """The district's epidemic curve: its cases by day of the clock's start, asymptomatic apart."""
+    return cur.execute("""
+        SELECT CAST(clock_started_at AS DATE) AS day,
+               count(*) FILTER (WHERE NOT coalesce(is_asymptomatic, false)),
+               count(*) FILTER (WHERE coalesce(is_asymptomatic, false))
+        FROM tracing_clock WHERE district = $district GROUP BY day ORDER BY day""", {"district": district}).fetchall()
+
+
 def active_areas(cur, district: str) -> list[tuple]:
     return cur.execute("""
         SELECT level_label, area_name, since_at, planned_lift_at, case_count FROM risk_areas
