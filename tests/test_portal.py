@@ -363,3 +363,33 @@ def test_every_route_and_role_within_its_own_scope(city, portal):
             if path.endswith("unplaced.csv") and not city["unplaced"]:
                 expected = 404    # no unplaced person in the district today: no such file
             assert answer.status_code == expected, f"{username} {method} {url}: {answer.status_code}"
+
+
+def test_a_new_snapshot_renamed_in_is_served_at_the_next_request(city, tmp_path):
+    """A run renames its new snapshot over the old one while the portal serves: the next page is the
+    new run's (its as-of time, its list), nothing kept from the old file."""
+    import datetime as dt
+    import os
+    import shutil
+
+    snapshot = tmp_path / "t_read.duckdb"
+    shutil.copy(city["folder"] / "t_read.duckdb", snapshot)
+    accounts = Accounts(tmp_path / "portal.sqlite")
+    accounts.add_user("office-a", "office", city["a"], PASSWORD)
+    app = create_app(PortalConfig(snapshot=snapshot, lists_dir=city["folder"] / "lists",
+                                  accounts=tmp_path / "portal.sqlite"))
+    browser, _ = logged_in(app, "office-a")
+    before = browser.get(f"/c/{city['a']}").text
+    assert city["as_of"].strftime("%Y-%m-%d %H:%M") in before
+    later = city["as_of"] + dt.timedelta(days=1)
+    fresh = tmp_path / "next.duckdb"
+    shutil.copy(city["folder"] / "t_read.duckdb", fresh)
+    with duckdb.connect(str(fresh)) as con:
+        con.execute("UPDATE snapshot_info SET as_of = ?", [later])
+        con.execute("""UPDATE out_list_rows SET as_of = ?, row_values = list_transform(row_values, lambda v, i:
+                           CASE WHEN i = 3 THEN '新的一天' ELSE v END)
+                       WHERE as_of = ? AND community_code = ?""", [later, city["as_of"], city["a"]])
+    os.replace(fresh, snapshot)
+    after = browser.get(f"/c/{city['a']}").text
+    assert later.strftime("%Y-%m-%d %H:%M") in after and "新的一天" in after
+    assert not city["names"][city["a"]] & set(re.findall(r"<td>(?:<a [^>]*>)?([^<]*)(?:</a>)?</td>", after))

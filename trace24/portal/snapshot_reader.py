@@ -72,15 +72,15 @@ class Snapshot:
                 raise FileNotFoundError(f"no snapshot at {self.path}: run trace24 first")
             if identity is not None and identity != self._opened:
                 # The old connection closes when the last request holding it is done.
-                self._current, self._opened = _read_directory(duckdb.connect(str(self.path), read_only=True)), identity
+                self._current, self._opened = _read_directory(_open(self.path)), identity
                 self._made = {}
                 if self._warm is not None:
                     threading.Thread(target=self._warm_up, args=(self._current,), daemon=True).start()
             con, info, directory, districts = self._current
-            return con.cursor(), info, directory, districts
+            return _cursor(con), info, directory, districts
 
     def _warm_up(self, current: tuple) -> None:
-        made = self._warm(current[0].cursor(), current[1])
+        made = self._warm(_cursor(current[0]), current[1])
         with self._lock:
             if self._current is current:
                 for key, value in made.items():
@@ -105,12 +105,27 @@ class Snapshot:
         return made[key]
 
 
+def _open(path: Path) -> duckdb.DuckDBPyConnection:
+    """The file attached read-only to a database of its own. ``duckdb.connect(path)`` would hand back
+    the database already open for that path, in this process: the old snapshot, renamed over."""
+    con = duckdb.connect(":memory:")
+    con.execute("ATTACH ? AS snapshot (READ_ONLY)", [str(path)])
+    return con
+
+
+def _cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    cursor = con.cursor()
+    cursor.execute("USE snapshot")
+    return cursor
+
+
 def _read_directory(con: duckdb.DuckDBPyConnection) -> tuple:
-    as_of, profile, published_at = con.execute("SELECT as_of, profile, published_at FROM snapshot_info").fetchone()
-    directory = {row[0]: Community(*row) for row in con.execute(
+    cur = _cursor(con)
+    as_of, profile, published_at = cur.execute("SELECT as_of, profile, published_at FROM snapshot_info").fetchone()
+    directory = {row[0]: Community(*row) for row in cur.execute(
         "SELECT community_code, community_name, street, district FROM out_communities ORDER BY community_code"
     ).fetchall()}
-    districts = {d for (d,) in con.execute(
+    districts = {d for (d,) in cur.execute(
         "SELECT DISTINCT district FROM out_list_rows WHERE as_of = $as_of AND district IS NOT NULL",
         {"as_of": as_of}).fetchall()} | {c.district for c in directory.values()}
     return con, RunInfo(as_of, profile, published_at), directory, districts
