@@ -67,27 +67,32 @@ def main() -> None:
     parser.add_argument("--residents-per-venue", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs (without, with) on fresh copies")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the last first run and answers (if the store's tables are unchanged)")
     args = parser.parse_args()
     workdir = args.workdir or (ROOT / "benchmarks" / ".cache"
                                / f"city-{args.residents}-{args.days}-v{args.residents_per_venue}")
     generated = generate(workdir, args.residents, args.days, args.seed, args.residents_per_venue, truth=False)
     days = sorted(p for p in generated.iterdir() if p.is_dir() and p.name[:4].isdigit())
     bench = workdir / "returns"
-    shutil.rmtree(bench, ignore_errors=True)
-    base = bench / "base"
-    (base / "landing").mkdir(parents=True)
-    for day in days[:-1]:
-        (base / "landing" / day.name).symlink_to(day, target_is_directory=True)
-    first = run_child(base / "landing", base / "t.duckdb", base / "lists")
-    print(f"first run ({len(days) - 1} delivery days): {total(first):.1f} s", flush=True)
+    base, held = bench / "base", bench / "offices"
+    if args.reuse and (held / days[-1].name / "community").is_dir():
+        lists = base / "lists" / days[-1].name
+        print(f"reusing the first run and the offices' answers in {bench}", flush=True)
+    else:
+        shutil.rmtree(bench, ignore_errors=True)
+        (base / "landing").mkdir(parents=True)
+        for day in days[:-1]:
+            (base / "landing" / day.name).symlink_to(day, target_is_directory=True)
+        first = run_child(base / "landing", base / "t.duckdb", base / "lists")
+        print(f"first run ({len(days) - 1} delivery days): {total(first):.1f} s", flush=True)
 
-    # The offices answer into the folder of the lists' day (the day after the last delivered: the
-    # last generated day), held apart so that the generator's cache is never written into.
-    lists = Path(first["lists_dir"])
-    held = bench / "offices"
-    offices = answer(lists, held, bench / "truth")
-    print(f"the offices answered {lists.name}'s lists in {offices['seconds']:.1f} s: {offices['answers']:,} answer "
-          f"rows, {offices['checks']:,} check rows (truth), {offices['files']:,} files", flush=True)
+        # The offices answer into the folder of the lists' day (the day after the last delivered: the
+        # last generated day), held apart so that the generator's cache is never written into.
+        lists = Path(first["lists_dir"])
+        offices = answer(lists, held, bench / "truth")
+        print(f"the offices answered {lists.name}'s lists in {offices['seconds']:.1f} s: {offices['answers']:,} "
+              f"answer rows, {offices['checks']:,} check rows (truth), {offices['files']:,} files", flush=True)
 
     pairs = []
     for turn in range(args.repeat):

@@ -161,7 +161,7 @@ def ingest_landing(landing_dir: Path, db_path: Path, schemas_dir: Path | None = 
     try:
         run_id = load.start_run(con, landing_dir)
         load.record_warnings(con, run_id, load.missing_feeds(schemas, landing_dir, files), unknown)
-        outcomes = [load.ingest_file(con, schemas, f, run_id, load.archive_dir_for(db_path)) for f in files]
+        outcomes = load.ingest_files(con, schemas, files, run_id, load.archive_dir_for(db_path))
         load.finish_run(con, run_id, outcomes)
         return outcomes
     finally:

@@ -172,7 +172,7 @@ def test_typed_times_and_per_value_columns_stage_as_text_cells_per_row_do():
     con.executemany("INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     lineage = ("SELECT 1 AS load_id, DATE '2020-02-03' AS delivery_date, 'f' AS source_file, "
                "row_number() OVER () AS source_row_number, ")
-    params = staged.query_parameters(contract, schemas.column_maps["police_place_scans"], 1)
+    params = staged.query_parameters(contract, schemas.column_maps["police_place_scans"])
 
     def stage(feed_contract, source, typed_columns=frozenset()):
         sql = staged.staging_query(feed_contract, source, typed_columns)
@@ -374,3 +374,85 @@ def test_the_response_feeds_set_their_faults_aside_and_load_the_rest(day1, db_pa
     counts = query(db_path, "SELECT feed, rows_read, rows_loaded, rows_quarantined FROM load_audit "
                             "WHERE feed IN ('facility_beds', 'vehicles', 'isolation_checkins') ORDER BY feed")
     assert counts == [("facility_beds", 4, 2, 2), ("isolation_checkins", 3, 2, 1), ("vehicles", 2, 1, 1)]
+
+
+RETURN_HEADER = ["回执编号", "处置结果", "落实时间", "经办人", "备注"]
+
+
+def _returns_landing(landing_dir, late: bool) -> None:
+    """Small returned files as an office's day brings them: corrections within a day and across
+    days, a repeated row, bad values, a malformed line, an unreadable and an empty workbook."""
+    day, key = landing_dir / "2020-02-12" / "community", "R{:016X}".format
+    if not late:
+        write_csv(day / "list_returns_420106001001.csv", RETURN_HEADER, [
+            [key(1), "已落实居家隔离", "2020-02-12 09:00", "李", ""],
+            [key(1), "已落实居家隔离", "2020-02-12 09:00", "李", ""],        # repeated within the file
+            [key(2), "联系不上", "2020-02-12 10:00", "李", ""],
+            [key(3), "居家", "2020-02-12 10:00", "李", ""],                 # not a drop-down value
+        ])
+        book = openpyxl.Workbook()
+        book.active.append(["姓名", *RETURN_HEADER])
+        book.active.append(["张伟", key(2), "已集中隔离", "2020-02-12 15:00", "王", "找到了"])  # corrects 001's
+        book.active.append(["李娜", key(4), "已送医", "2020-02-13 08:00", "王", ""])   # after the delivery day
+        book.save(day / "list_returns_420106001002.xlsx")
+        (day / "list_returns_420106001003.xlsx").write_bytes(b"not a workbook")
+        (day / "list_returns_420106001004.csv").write_text(
+            ",".join(RETURN_HEADER) + "\n" + f"{key(5)},拒不配合,2020-02-12 11:00,赵,,多余\n"
+            + f"{key(6)},已离汉,2020-02-12 11:00,赵,武昌\n"
+            + f"{key(2)},联系不上,2020-02-12 10:00,李,\n", encoding="utf-8")   # 001's row again: no repeat
+        write_csv(day / "list_returns_420106001005.csv", RETURN_HEADER, [])
+        write_csv(day / "health_checks_420106001001.csv", ["回执编号", "监测日期", "体温", "症状", "监测状态"],
+                  [[key(1), "2020-02-12", "36.6", "无", "继续观察"], [key(1), "2020-02-12", "38.2", "发热", "继续观察"]])
+        return
+    # The next run: a late file of the day before and a correction of the day after.
+    write_csv(landing_dir / "2020-02-11" / "community" / "list_returns_420106001009.csv", RETURN_HEADER,
+              [[key(2), "查无此人", "2020-02-11 20:00", "周", ""], [key(7), "已转运", "2020-02-11 20:00", "周", ""]])
+    write_csv(landing_dir / "2020-02-13" / "community" / "list_returns_420106001001.csv", RETURN_HEADER,
+              [[key(2), "已落实居家隔离", "2020-02-13 09:00", "李", ""], [key(6), "已离汉", "2020-02-13 09:00", "赵", ""]])
+
+
+def _store_contents(db_path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_name <> 'ingest_runs' ORDER BY 1").fetchall()]
+        return {t: con.execute(f'SELECT * FROM "{t}" ORDER BY ALL').fetchall() for t in tables}
+
+
+def test_a_feeds_small_files_loaded_together_give_what_loading_them_one_by_one_gives(tmp_path, monkeypatch):
+    """Batched loading is a shortcut: every table (raw, staged, quarantine, audit with its counts of
+    superseded rows) must be what one file per transaction gives, over the sample city's deliveries
+    and a day of offices' returns, across two runs."""
+    import shutil
+    from pathlib import Path
+
+    from trace24.transforms.ingest import load
+
+    landing_dir = tmp_path / "landing"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "sample" / "landing", landing_dir)
+    _returns_landing(landing_dir, late=False)
+    batched, one_by_one = tmp_path / "batched.duckdb", tmp_path / "one_by_one.duckdb"
+    for late in (False, True):
+        if late:
+            _returns_landing(landing_dir, late=True)
+        outcomes = ingest_landing(landing_dir, batched)
+        with monkeypatch.context() as patch:
+            patch.setattr(load, "ingest_files", lambda con, schemas, files, run_id, archive_dir, on_file=None: [
+                load.ingest_file(con, schemas, f, run_id, archive_dir) for f in files])
+            alone = ingest_landing(landing_dir, one_by_one)
+        assert outcomes == alone
+    assert {o.status for o in outcomes} == {"skipped", "loaded"}
+    got, expected = _store_contents(batched), _store_contents(one_by_one)
+    assert list(got) == list(expected)
+    for table in expected:
+        assert got[table] == expected[table], table
+    audit_rows = {r[5]: r for r in expected["load_audit"]}
+    assert audit_rows["2020-02-12/community/list_returns_420106001003.xlsx"][10] == "unreadable"
+    assert audit_rows["2020-02-12/community/list_returns_420106001005.csv"][10] == "empty"
+    assert audit_rows["2020-02-12/community/list_returns_420106001002.xlsx"][14] == 1   # key 2 of 001
+    assert audit_rows["2020-02-12/community/list_returns_420106001004.csv"][14:] == (1, [], None, None)
+    assert audit_rows["2020-02-13/community/list_returns_420106001001.csv"][14] == 2   # keys 2 and 6
+    assert audit_rows["2020-02-11/community/list_returns_420106001009.csv"][14] == 1   # late: itself
+    with duckdb.connect(str(batched), read_only=True) as con:
+        current = con.execute("SELECT row_key, answer FROM staged_list_returns WHERE is_current ORDER BY 1").fetchall()
+    assert dict(current)["R0000000000000002"] == "已落实居家隔离"
+    assert dict(current)["R0000000000000007"] == "已转运"

@@ -2,7 +2,8 @@
 
 Only wiring lives here: which step runs after which, with what retries. The steps are in
 ``trace24/transforms/ingest/``. Files load one after another on one DuckDB connection (DuckDB allows
-one writer); each file is its own transaction, so an interrupted run keeps what it finished.
+one writer); each file (or a feed's small files of a day) is its own transaction, so an interrupted
+run keeps what it finished.
 """
 
 
@@ -33,17 +34,16 @@ def discover_files(landing_dir: Path, feeds_by_agency: dict[str, list[str]], thr
 @task(cache_policy=NONE)
 def load_new_files(con, schemas, files: list[landing.LandedFile], run_id: int, archive_dir: Path,
                    advance) -> list[load.FileOutcome]:
-    """Load every file not loaded before (same path, same SHA-256), each in its own transaction."""
+    """Load every file not loaded before (same path, same SHA-256); a feed's small files of a day
+    together, any other file in a transaction of its own."""
     logger = get_run_logger()
-    outcomes = []
-    for landed in files:
-        if load.is_loaded(con, landed):
-            outcomes.append(load.FileOutcome(landed.relative_path, landed.feed, "skipped"))
-        else:
-            outcomes.append(load.ingest_file(con, schemas, landed, run_id, archive_dir))
-            logger.info("file %s: %s", landed.relative_path, outcomes[-1].status)   # a path, no person
-        advance(landed.relative_path)
-    return outcomes
+
+    def loaded(outcome: load.FileOutcome) -> None:
+        if outcome.status != "skipped":
+            logger.info("file %s: %s", outcome.source_file, outcome.status)   # a path, no person
+        advance(outcome.source_file)
+
+    return load.ingest_files(con, schemas, files, run_id, archive_dir, on_file=loaded)
 
 
 @task(cache_policy=NONE)

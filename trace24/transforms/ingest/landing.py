@@ -120,10 +120,10 @@ def clean_header(header: str) -> str:
     return unicodedata.normalize("NFKC", str(header or "")).strip()
 
 
-def _batch(headers: list[str], rows: list[list[str]], numbers: list[int]) -> pa.RecordBatch:
-    columns = [pa.array([row[i] for row in rows], pa.string()) for i in range(len(headers))]
+def _batch(headers: list[str], kept: list[int], rows: list[list[str]], numbers: list[int]) -> pa.RecordBatch:
+    columns = [pa.array([row[i] for row in rows], pa.string()) for i in kept]
     columns.append(pa.array(numbers, pa.int64()))
-    return pa.RecordBatch.from_arrays(columns, names=[*headers, ROW_NUMBER])
+    return pa.RecordBatch.from_arrays(columns, names=[*(headers[i] for i in kept), ROW_NUMBER])
 
 
 class TextTableReader:
@@ -169,7 +169,8 @@ class TextTableReader:
             raise UnreadableFile(f"not a readable .xlsx workbook: {exc.__class__.__name__}: {exc}") from exc
         try:
             for values in sheet.iter_rows():
-                yield [_cell_text(v) for v in values]
+                # Most cells are text already (calamine gives '' for an empty one): skip the call.
+                yield [v if v.__class__ is str else _cell_text(v) for v in values]
         finally:
             book.close()
 
@@ -177,8 +178,11 @@ class TextTableReader:
         """Release the file when the rows are read some other way."""
         self._rows.close()
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches of the rows' cells as text, with their row numbers; only ``columns``
+        (headers) when given: a returned list has thirty columns, of which five are read."""
         width = len(self.headers)
+        kept = [i for i, h in enumerate(self.headers) if columns is None or h in columns]
         rows: list[list[str]] = []
         numbers: list[int] = []
         number = 0
@@ -194,10 +198,10 @@ class TextTableReader:
             rows.append(row)
             numbers.append(number)
             if len(rows) >= BATCH_ROWS:
-                yield _batch(self.headers, rows, numbers)
+                yield _batch(self.headers, kept, rows, numbers)
                 rows, numbers = [], []
         if rows:
-            yield _batch(self.headers, rows, numbers)
+            yield _batch(self.headers, kept, rows, numbers)
 
 
 def _cell_text(value: object) -> str:

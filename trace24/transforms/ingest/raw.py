@@ -87,13 +87,24 @@ def _params(landed: LandedFile, load_id: int, column_map: ColumnMap) -> dict:
             "column_map": column_map.name}
 
 
+def raw_loads_source(feed: str) -> str:
+    """The staging source of text loads: their rows in ``raw_<feed>`` (params: ``raw_loads_params``)."""
+    return (f"SELECT * FROM {raw_table(feed)} "
+            "WHERE load_id BETWEEN $first_load AND $last_load AND list_contains($load_ids, load_id)")
+
+
+def raw_loads_params(load_ids: list[int]) -> dict:
+    # The range lets DuckDB skip the raw table's row groups of other loads; the list picks exactly.
+    return {"load_ids": load_ids, "first_load": min(load_ids), "last_load": max(load_ids)}
+
+
 def load_text_table(con, schemas: Schemas, landed: LandedFile, load_id: int) -> RawLoad:
     reader = TextTableReader(landed)
     contract = schemas.feeds[landed.feed]
     table = raw_table(landed.feed)
-    source = f"SELECT * FROM {table} WHERE load_id = $load_id"
+    source, source_params = raw_loads_source(landed.feed), raw_loads_params([load_id])
     if not reader.headers:
-        return RawLoad(schemas.maps_for(landed.feed)[0], reader.encoding or "", 0, source, {"load_id": load_id})
+        return RawLoad(schemas.maps_for(landed.feed)[0], reader.encoding or "", 0, source, source_params)
     column_map = choose_column_map(schemas, landed.feed, reader.headers)
     rows = None
     if landed.format == "csv" and reader.encoding in ("utf-8", "utf-8-sig"):
@@ -102,17 +113,18 @@ def load_text_table(con, schemas: Schemas, landed: LandedFile, load_id: int) -> 
         sql = f"INSERT INTO {table} " + _select_cells(
             contract, column_map, reader.headers, "batch", quote(ROW_NUMBER), lambda c: c)
         params = _params(landed, load_id, column_map)
-        for batch in reader.batches():
+        rows = 0
+        for batch in reader.batches(columns=[h for h in reader.headers if h in column_map.columns]):
             con.register("batch", batch)
             try:
                 con.execute(sql, params)
             finally:
                 con.unregister("batch")
-        rows = con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $1", [load_id]).fetchone()[0]
+            rows += batch.num_rows
     reader.close()
     return RawLoad(
         column_map=column_map, encoding=reader.encoding or "", rows_in_raw=rows, source=source,
-        source_params={"load_id": load_id}, malformed=reader.malformed,
+        source_params=source_params, malformed=reader.malformed,
         unmapped_columns=[h for h in reader.headers if h not in column_map.columns],
     )
 
@@ -142,15 +154,19 @@ def _load_utf8_csv(con, contract: FeedContract, column_map: ColumnMap, landed: L
     params = {**_params(landed, load_id, column_map), "path": str(landed.path),
               "columns": {name: "VARCHAR" for name in names}}
     try:
-        con.execute(sql, params)
-        rejected = con.execute("SELECT count(*) FROM t24_csv_rejects").fetchone()[0]
+        inserted = con.execute(sql, params).fetchall()[0][0]
+        rejected = con.execute("SELECT count(*) FROM t24_csv_rejects").fetchall()[0][0]
     except duckdb.Error:
         rejected = -1  # anything DuckDB cannot parse, the Python reader reports row by row
-    table = raw_table(contract.feed)
     if rejected:
-        con.execute(f"DELETE FROM {table} WHERE load_id = $1", [load_id])
+        con.execute(f"DELETE FROM {raw_table(contract.feed)} WHERE load_id = $1", [load_id])
         return None
-    return con.execute(f"SELECT count(*) FROM {table} WHERE load_id = $1", [load_id]).fetchone()[0]
+    return inserted
+
+
+def discard_load(con, contract: FeedContract, load_id: int) -> None:
+    """Take back the rows a text file put into ``raw_<feed>`` before it turned out unreadable."""
+    con.execute(f"DELETE FROM {raw_table(contract.feed)} WHERE load_id = $1", [load_id])
 
 
 KEPT_TYPED = ("timestamp", "date")

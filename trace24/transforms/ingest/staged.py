@@ -187,17 +187,18 @@ def staging_query(contract: FeedContract, source: str, typed_columns: frozenset[
     -- Exact repeats of a row within the file. A window over every row sorts them all (4.8 s of
     -- CPU per 2.3 M rows); rows are first grouped by a hash of their cells, and only those whose
     -- hash repeats are numbered exactly, so a hash collision can never make a duplicate.
+    -- A copy is a repeat within one file (load): several small files are staged together.
     repeated_hashes AS (
-        SELECT hash({raw_all}) AS row_hash FROM raw GROUP BY row_hash HAVING count(*) > 1
+        SELECT hash(load_id, {raw_all}) AS row_hash FROM raw GROUP BY row_hash HAVING count(*) > 1
     ),
     copies AS (
-        SELECT source_row_number,
-               row_number() OVER (PARTITION BY {raw_all} ORDER BY source_row_number) AS copy_number
-        FROM raw WHERE hash({raw_all}) IN (SELECT row_hash FROM repeated_hashes)
+        SELECT load_id, source_row_number,
+               row_number() OVER (PARTITION BY load_id, {raw_all} ORDER BY source_row_number) AS copy_number
+        FROM raw WHERE hash(load_id, {raw_all}) IN (SELECT row_hash FROM repeated_hashes)
     ),
     numbered AS (
         SELECT raw.*, coalesce(copies.copy_number, 1) AS copy_number
-        FROM raw LEFT JOIN copies USING (source_row_number)
+        FROM raw LEFT JOIN copies USING (load_id, source_row_number)
     ),
     {"".join(value_tables)}
     folded AS (
@@ -231,8 +232,8 @@ def staging_query(contract: FeedContract, source: str, typed_columns: frozenset[
     """
 
 
-def query_parameters(contract: FeedContract, column_map: ColumnMap, load_id: int) -> dict:
-    params: dict = {"load_id": load_id, "time_formats": list(column_map.time_formats)}
+def query_parameters(contract: FeedContract, column_map: ColumnMap) -> dict:
+    params: dict = {"time_formats": list(column_map.time_formats)}
     for spec in contract.fields:
         if spec.type == "enum":
             params[f"enum_{spec.name}"] = list(spec.values)
@@ -257,17 +258,20 @@ def reason_message(code: str, column_map: ColumnMap, **details) -> str:
     )
 
 
-def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
-               load_id: int, source: str, source_params: dict,
-               typed_columns: frozenset[str] = frozenset()) -> StageResult:
-    """Stage the rows of one load; quarantine the failures; supersede older versions.
+def stage_loads(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
+                load_ids: list[int], source: str, source_params: dict,
+                typed_columns: frozenset[str] = frozenset()) -> dict[int, StageResult]:
+    """Stage the rows of loads read through one column map; quarantine the failures. Superseding
+    older versions is a step of its own (``supersede``), once for every load staged together.
 
-    ``source`` is a query yielding the load's raw cells under canonical names plus lineage, with
+    ``source`` is a query yielding the loads' raw cells under canonical names plus lineage, with
     its own bound parameters (the raw table for text files, the archived file for Parquet);
-    ``typed_columns`` are those of its cells that already have their staged type.
+    ``typed_columns`` are those of its cells that already have their staged type. Staging a
+    hundred small files in one query costs what staging one does: the query's planning, not its
+    rows, is most of a small file's cost.
     """
     query = staging_query(contract, source, typed_columns)
-    params = {**query_parameters(contract, column_map, load_id), **source_params}
+    params = {**query_parameters(contract, column_map), **source_params}
     con.execute(f"CREATE OR REPLACE TEMP TABLE staging AS {query}", bound_parameters(query, params))
     columns = [name for name, _ in LINEAGE_COLUMNS] + [name for name, _ in staged_columns(contract)]
     column_list = ", ".join(quote(c) for c in columns)
@@ -275,21 +279,31 @@ def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_ma
         f"INSERT INTO {staged_table(contract.feed)} ({column_list}, is_current, is_deleted) "
         f"SELECT {column_list}, true, is_deleted FROM staging WHERE len(reason_codes) = 0"
     )
-    quarantined = _quarantine_failures(con, contract, column_map, source, source_params)
-    loaded = con.execute("SELECT count(*) FROM staging WHERE len(reason_codes) = 0").fetchone()[0]
-    superseded = _supersede(con, contract, load_id) if contract.versioned else 0
+    _quarantine_failures(con, contract, column_map, source, source_params)
+    counts = {load_id: (loaded, quarantined) for load_id, loaded, quarantined in con.execute(
+        "SELECT load_id, count(*) FILTER (WHERE len(reason_codes) = 0), count(*) FILTER (WHERE len(reason_codes) > 0) "
+        "FROM staging GROUP BY load_id").fetchall()}
     con.execute("DROP TABLE staging")
-    return StageResult(rows_loaded=loaded, rows_quarantined=quarantined, rows_superseded=superseded)
+    return {load_id: StageResult(*counts.get(load_id, (0, 0)), 0) for load_id in load_ids}
+
+
+def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
+               load_id: int, source: str, source_params: dict,
+               typed_columns: frozenset[str] = frozenset()) -> StageResult:
+    """Stage one load, quarantine its failures, supersede the older versions of its records."""
+    result = stage_loads(con, contract, column_map, [load_id], source, source_params, typed_columns)[load_id]
+    result.rows_superseded = supersede(con, contract, [load_id])[load_id]
+    return result
 
 
 def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, source: str,
-                         source_params: dict) -> int:
+                         source_params: dict) -> None:
     """Quarantine the failed rows with their reasons and their raw cells, read again from the
     source for those rows only (staging does not carry every raw cell of every row)."""
     codes = {c for (c,) in con.execute(
         "SELECT DISTINCT unnest(reason_codes) FROM staging WHERE len(reason_codes) > 0").fetchall()}
     if not codes:
-        return 0
+        return
     con.execute("CREATE OR REPLACE TEMP TABLE reason_text (code VARCHAR, message VARCHAR)")
     con.executemany("INSERT INTO reason_text VALUES (?, ?)",
                     [(code, reason_message(code, column_map)) for code in sorted(codes)])
@@ -307,26 +321,26 @@ def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, sou
             SELECT * FROM staging WHERE len(reason_codes) > 0
         ),
         codes AS (
-            SELECT source_row_number, unnest(reason_codes) AS code,
+            SELECT load_id, source_row_number, unnest(reason_codes) AS code,
                    generate_subscripts(reason_codes, 1) AS code_position
             FROM failed
         ),
         messages AS (
-            SELECT codes.source_row_number, list(reason_text.message ORDER BY code_position) AS reasons
+            SELECT codes.load_id, codes.source_row_number,
+                   list(reason_text.message ORDER BY code_position) AS reasons
             FROM codes JOIN reason_text USING (code)
-            GROUP BY codes.source_row_number
+            GROUP BY codes.load_id, codes.source_row_number
         )
         SELECT failed.load_id, failed.delivery_date, $agency, $feed, failed.source_file,
                failed.source_row_number, failed.reason_codes, messages.reasons, {raw_json}
         FROM failed
-        JOIN messages USING (source_row_number)
-        JOIN ({source}) AS raw USING (source_row_number)
-        ORDER BY failed.source_row_number
+        JOIN messages USING (load_id, source_row_number)
+        JOIN ({source}) AS raw USING (load_id, source_row_number)
+        ORDER BY failed.load_id, failed.source_row_number
         """,
         params,
     )
     con.execute("DROP TABLE reason_text")
-    return con.execute("SELECT count(*) FROM staging WHERE len(reason_codes) > 0").fetchone()[0]
 
 
 def quarantine_malformed(con, contract: FeedContract, landed: LandedFile, load_id: int,
@@ -351,42 +365,76 @@ def quarantine_file(con, contract: FeedContract, landed: LandedFile, load_id: in
     )
 
 
-def _supersede(con, contract: FeedContract, load_id: int) -> int:
-    """Mark every version of the keys in this load but the latest as not current; count the flips.
+def supersede(con, contract: FeedContract, load_ids: list[int]) -> dict[int, int]:
+    """Mark every version of the keys in these loads but the latest as not current; return, per
+    load, the versions it made not current, as if the loads had been staged one after another."""
+    if not contract.versioned:
+        return {load_id: 0 for load_id in load_ids}
+    flipped = _supersede(con, contract, load_ids)
+    return {load_id: flipped.get(load_id, 0) for load_id in load_ids}
 
-    Versions are ordered by delivery day, then file, then row, so a late delivery of an older day
+
+def _supersede(con, contract: FeedContract, load_ids: list[int]) -> dict[int, int]:
+    """Versions are ordered by delivery day, then file, then row, so a late delivery of an older day
     never overrides a newer correction.
+
+    Several loads staged together flip what staging them in load order would have: a version is
+    made not current by the first of the loads touching its key that comes no earlier than the
+    version itself and than the first version that outranks it.
     """
     table = staged_table(contract.feed)
-    key = ", ".join(quote(c) for c in contract.record_key)
-    key_match = " AND ".join(f"s.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in contract.record_key)
-    return con.execute(
+    key_columns = [quote(c) for c in contract.record_key]
+    key = ", ".join(key_columns)
+    s_key = ", ".join(f"s.{c}" for c in key_columns)
+
+    def match(a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in key_columns)
+
+    if len(load_ids) == 1:
+        flipped_by = "$first_load"  # one load: every flip is its own, no attribution to compute
+    else:
+        flipped_by = (f"(SELECT min(b.load_id) FROM load_rows AS b "
+                      f"WHERE {match('b', 'flips')} AND b.load_id >= flips.threshold)")
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE superseded AS
         WITH load_rows AS (
-            SELECT {key} FROM {table} WHERE load_id = $load_id
+            SELECT load_id, {key} FROM {table}
+            WHERE load_id BETWEEN $first_load AND $last_load AND list_contains($load_ids, load_id)
         ),
         -- Only keys with more than one version need ranking: those seen in an earlier load, and
-        -- those repeated within this one. A first delivery of a million records ranks nothing.
+        -- those repeated within these. A first delivery of a million records ranks nothing.
         seen_before AS (
             SELECT DISTINCT {key} FROM load_rows AS k
-            WHERE EXISTS (SELECT 1 FROM {table} AS s WHERE s.load_id <> $load_id AND {key_match})
+            WHERE EXISTS (SELECT 1 FROM {table} AS s
+                          WHERE NOT list_contains($load_ids, s.load_id) AND {match('s', 'k')})
         ),
         repeated_here AS (
-            SELECT {key} FROM load_rows GROUP BY ALL HAVING count(*) > 1
+            SELECT {key} FROM load_rows GROUP BY {key} HAVING count(*) > 1
         ),
         load_keys AS (
             SELECT * FROM seen_before UNION SELECT * FROM repeated_here
         ),
         versions AS (
-            SELECT s.rowid AS row_id, s.is_current,
-                   row_number() OVER (PARTITION BY {', '.join(f's.{quote(c)}' for c in contract.record_key)}
-                                      ORDER BY s.delivery_date DESC, s.source_file DESC,
-                                               s.source_row_number DESC) AS version_rank
-            FROM {table} AS s SEMI JOIN load_keys AS k ON {key_match}
+            SELECT s.rowid AS row_id, s.is_current, s.load_id, {s_key},
+                   row_number() OVER (PARTITION BY {s_key} ORDER BY s.delivery_date DESC, s.source_file DESC,
+                                                             s.source_row_number DESC) AS version_rank
+            FROM {table} AS s SEMI JOIN load_keys AS k ON {match('s', 'k')}
+        ),
+        ranked AS (
+            SELECT *, greatest(load_id, min(load_id) OVER (
+                       PARTITION BY {key} ORDER BY version_rank
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) AS threshold
+            FROM versions
+        ),
+        flips AS (
+            SELECT * FROM ranked WHERE version_rank > 1 AND is_current
         )
-        UPDATE {table} SET is_current = false
-        FROM versions
-        WHERE {table}.rowid = versions.row_id AND versions.version_rank > 1 AND versions.is_current
+        SELECT row_id, {flipped_by} AS flipped_by FROM flips
         """,
-        {"load_id": load_id},
-    ).fetchone()[0]
+        {"load_ids": load_ids, "first_load": min(load_ids), "last_load": max(load_ids)},
+    )
+    con.execute(f"UPDATE {table} SET is_current = false FROM superseded WHERE {table}.rowid = superseded.row_id")
+    counts = dict(con.execute("SELECT flipped_by, count(*) FROM superseded GROUP BY flipped_by").fetchall())
+    con.execute("DROP TABLE superseded")
+    return counts
