@@ -187,6 +187,10 @@ def test_whom_an_office_cannot_bring_under_control_goes_to_police_street_or_othe
     household_outbreak(city)
     city.add("transport", 3, mode="火车", trip_number="G80", departure_date=dt.date(2020, 2, 8),
              to_station="北京西", departed_at=T(2020, 2, 8, 10))            # 王芳 took a train out
+    for venue, name, at in (("V1", "早点铺", T(2020, 2, 5, 9)), ("V2", None, T(2020, 2, 7, 11)),
+                            ("V3", "乙药店", T(2020, 2, 7, 9)), ("V4", "甲超市", T(2020, 2, 7, 9)),
+                            ("V5", "丁餐馆", T(2020, 2, 7, 10))):
+        city.add("place_scans", 2, venue_code=venue, venue_name=name, venue_type="商超", scanned_at=at)
     lists = city.deliver(as_of=T(2020, 2, 9))
     answer_workbook(lists / PARK_LIST.with_suffix(".xlsx"),
                     tmp_path / "landing" / "2020-02-09" / "community" / "list_returns_420106002001.xlsx",
@@ -203,6 +207,8 @@ def test_whom_an_office_cannot_bring_under_control_goes_to_police_street_or_othe
     assert [(r["姓名"], r["证件号码"], r["处置结果"], r["答复社区"]) for r in police] == [
         ("李娜", "420102********0011", "联系不上", "420106002001")]
     assert police[0]["关联病例"] == "C0000001" and police[0]["类别"] == "密切接触者"
+    # Where the records last saw her: the latest three, a tie in time by the place's name.
+    assert police[0]["最近出现"] == "2020-02-07 11:00 V2；2020-02-07 10:00 丁餐馆；2020-02-07 09:00 乙药店"
     away = read_list(staging / "武昌区" / "外省市协查.csv")
     assert [(r["姓名"], r["去向"]) for r in away] == [("王芳", "北京西")]
     assert away[0]["最近出现"] == "2020-02-08 10:00 G80 → 北京西"

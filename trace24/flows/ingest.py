@@ -58,8 +58,7 @@ def validate_loads(con, schemas, db_path: Path) -> str | None:
     for feed, load_id, source_file in loads:
         by_feed.setdefault(feed, []).append((load_id, source_file))
     for feed, feed_loads in sorted(by_feed.items()):
-        for load_id, passed in validator.validate_loads(con, schemas.feeds[feed], feed_loads).items():
-            load.set_validation(con, load_id, passed)
+        load.set_validation(con, validator.validate_loads(con, schemas.feeds[feed], feed_loads))
     return validator.build_docs()
 
 

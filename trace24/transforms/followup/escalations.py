@@ -27,30 +27,48 @@ WITH escalating AS (
     JOIN four_categories AS c USING (person_id)
     WHERE list_contains($escalating_keys, f.answer_key)
 ),
-records AS (
-    -- The escalated persons' records, with when each was delivered and what it says of a place.
-    SELECT r.person_id, r.feed, a.delivery_date,
-           coalesce(s.scanned_at, h.checked_in_at, t.departed_at, CAST(t.departure_date AS TIMESTAMP)) AS seen_at,
-           coalesce(s.venue_name, s.venue_code, h.hotel_name, h.hotel_code,
-                    t.trip_number || CASE WHEN t.to_station IS NULL THEN '' ELSE ' → ' || t.to_station END) AS place,
-           t.to_station
+delivered AS (
+    -- The escalated persons' records, with when each was delivered.
+    SELECT r.person_id, r.feed, r.load_id, r.source_row_number, a.delivery_date
     FROM person_records AS r
     JOIN escalating AS e USING (person_id)
     JOIN load_audit AS a ON a.load_id = r.load_id
-    LEFT JOIN staged_place_scans AS s ON r.feed = 'place_scans' AND s.load_id = r.load_id
-                                     AND s.source_row_number = r.source_row_number
-    LEFT JOIN staged_lodging AS h ON r.feed = 'lodging' AND h.load_id = r.load_id
-                                 AND h.source_row_number = r.source_row_number
-    LEFT JOIN staged_transport AS t ON r.feed = 'transport' AND t.load_id = r.load_id
-                                   AND t.source_row_number = r.source_row_number
+),
+-- What the records of each kind say of a place, joined feed by feed: a join on the records of one
+-- feed reads the tens of millions of scans three times faster than one LEFT JOIN per feed over all.
+places AS (
+    SELECT d.person_id, s.scanned_at AS seen_at, coalesce(s.venue_name, s.venue_code) AS place,
+           CAST(NULL AS VARCHAR) AS to_station
+    FROM (SELECT * FROM delivered WHERE feed = 'place_scans') AS d
+    JOIN staged_place_scans AS s USING (load_id, source_row_number)
+    UNION ALL
+    SELECT d.person_id, h.checked_in_at, coalesce(h.hotel_name, h.hotel_code), NULL
+    FROM (SELECT * FROM delivered WHERE feed = 'lodging') AS d
+    JOIN staged_lodging AS h USING (load_id, source_row_number)
+    UNION ALL
+    SELECT d.person_id, coalesce(t.departed_at, CAST(t.departure_date AS TIMESTAMP)),
+           t.trip_number || CASE WHEN t.to_station IS NULL THEN '' ELSE ' → ' || t.to_station END, t.to_station
+    FROM (SELECT * FROM delivered WHERE feed = 'transport') AS d
+    JOIN staged_transport AS t USING (load_id, source_row_number)
 ),
 seen AS (
-    SELECT person_id, max(delivery_date) AS last_record_on,
-           list(strftime(seen_at, '%Y-%m-%d %H:%M') || ' ' || place ORDER BY seen_at DESC, place)
-               FILTER (WHERE place IS NOT NULL AND seen_at IS NOT NULL)[1:$places] AS last_places,
-           arg_max(to_station, seen_at) FILTER (WHERE to_station IS NOT NULL) AS destination
-    FROM records
-    GROUP BY person_id
+    SELECT d.person_id, d.last_record_on, coalesce(p.last_places, []) AS last_places, p.destination
+    FROM (SELECT person_id, max(delivery_date) AS last_record_on FROM delivered GROUP BY person_id) AS d
+    LEFT JOIN (
+        SELECT person_id,
+               list(strftime(seen_at, '%Y-%m-%d %H:%M') || ' ' || place ORDER BY seen_at DESC, place)
+                   FILTER (WHERE is_last) AS last_places,
+               arg_max(to_station, seen_at) FILTER (WHERE to_station IS NOT NULL) AS destination
+        FROM (
+            -- The last few places picked before they are written out: the text of every record
+            -- cost more than finding them.
+            SELECT *, place IS NOT NULL AND seen_at IS NOT NULL
+                      AND row_number() OVER (PARTITION BY person_id, place IS NOT NULL AND seen_at IS NOT NULL
+                                             ORDER BY seen_at DESC, place) <= $places AS is_last
+            FROM places
+        )
+        GROUP BY person_id
+    ) AS p USING (person_id)
 ),
 offices AS (
     SELECT community_code, arg_max(street, (delivery_date, load_id)) AS street,

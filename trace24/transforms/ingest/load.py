@@ -211,14 +211,17 @@ def _ingest_batch(con, schemas: Schemas, batch: list[tuple[landing.LandedFile, s
         load_ids = [i for (i,) in con.execute("SELECT nextval('load_id_sequence') FROM range($n) ORDER BY 1",
                                               {"n": len(batch)}).fetchall()]
         loads = []  # (landed, sha256, load_id, RawLoad, or the reason the file is unreadable)
+        deferred = []  # small files' raw rows, inserted together
         for (landed, sha256), load_id in zip(batch, load_ids, strict=True):
             try:
-                loads.append((landed, sha256, load_id, raw.load_raw(con, schemas, landed, load_id, archive_dir)))
+                loads.append((landed, sha256, load_id,
+                              raw.load_raw(con, schemas, landed, load_id, archive_dir, deferred)))
             except landing.UnreadableFile as exc:
                 if landed.format != "parquet":  # rows read before the fault are not kept
                     raw.discard_load(con, contract, load_id)
                 staged.quarantine_file(con, contract, landed, load_id, str(exc))
                 loads.append((landed, sha256, load_id, str(exc)))
+        raw.insert_deferred(con, contract, deferred)
         results = _stage(con, contract, [entry for entry in loads if isinstance(entry[3], raw.RawLoad)])
         outcomes, audit = [], []
         for landed, sha256, load_id, loaded_raw in loads:
@@ -303,8 +306,13 @@ def loads_awaiting_validation(con) -> list[tuple[str, int, str]]:
                        "WHERE file_status = 'loaded' AND validation_passed IS NULL ORDER BY load_id").fetchall()
 
 
-def set_validation(con, load_id: int, passed: bool) -> None:
-    con.execute("UPDATE load_audit SET validation_passed = ? WHERE load_id = ?", [passed, load_id])
+def set_validation(con, verdicts: dict[int, bool]) -> None:
+    """Each load's verdict, in one statement."""
+    if verdicts:
+        con.execute("UPDATE load_audit SET validation_passed = v.passed "
+                    "FROM (SELECT unnest($ids) AS load_id, unnest($passed) AS passed) AS v "
+                    "WHERE load_audit.load_id = v.load_id",
+                    {"ids": list(verdicts), "passed": list(verdicts.values())})
 
 
 AUDIT_SUMMARY_SQL = """

@@ -151,8 +151,11 @@ class Validator:
             if failed:
                 log.warning("%s: staged rows break the %s contract: %s", source_file, contract.feed, failed)
             rows += load_rows
-        if rows:
-            con.executemany("INSERT INTO validation_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if rows:   # one statement: a city's offices return hundreds of files, five expectations each
+            columns = [list(values) for values in zip(*rows, strict=True)]
+            con.execute("INSERT INTO validation_results SELECT CAST(unnest($1) AS INTEGER), unnest($2), unnest($3), "
+                        "unnest($4), CAST(unnest($5) AS VARCHAR), unnest($6), CAST(unnest($7) AS BIGINT), "
+                        "CAST(unnest($8) AS BIGINT)", columns)
 
     def build_docs(self) -> str | None:
         """Add this run's validations to the HTML data docs; return the path of their index page.
