@@ -144,6 +144,30 @@ def main() -> None:
               f"{a.get('set_aside', 0):,} set aside, {a.get('corrections', 0):,} corrections, "
               f"{a.get('escalated', 0):,} escalated; checks: {h.get('delivered', 0):,} delivered, "
               f"{h.get('accepted', 0):,} accepted, {a.get('releases_refused', 0):,} early releases refused")
+    summary(pairs)
+
+
+def summary(pairs: list[dict]) -> None:
+    """Medians over the pairs: a run's own noise on two cores is seconds, one pair decides nothing."""
+    import statistics
+
+    def added(stages=None, relative=True):
+        values = []
+        for pair in pairs:
+            a, b = total(pair["without"], stages), total(pair["with"], stages)
+            values.append((b - a) / total(pair["without"]) if relative else b - a)
+        return statistics.median(values)
+
+    def followup(pair):
+        return sum(pair["with"]["followup"]["seconds"].values()) - sum(pair["without"]["followup"]["seconds"].values())
+
+    own = statistics.median(
+        total(p["with"], ("ingest", "validation")) - total(p["without"], ("ingest", "validation")) + followup(p)
+        for p in pairs)
+    base = statistics.median(total(p["without"]) for p in pairs)
+    print(f"\nmedian of {len(pairs)} pairs: day's run without returns {base:.1f} s; the returns added "
+          f"{added(relative=False):+.1f} s = {added():+.1%} of the run (target at most 10%); "
+          f"their own work (ingest, validation, follow-up steps) {own:.1f} s = {own / base:.1%}")
 
 
 if __name__ == "__main__":

@@ -456,3 +456,27 @@ def test_a_feeds_small_files_loaded_together_give_what_loading_them_one_by_one_g
         current = con.execute("SELECT row_key, answer FROM staged_list_returns WHERE is_current ORDER BY 1").fetchall()
     assert dict(current)["R0000000000000002"] == "已落实居家隔离"
     assert dict(current)["R0000000000000007"] == "已转运"
+
+
+def test_a_suite_is_made_again_only_when_its_contract_changed(tmp_path):
+    """Rewriting every suite each run cost seconds; a stale suite would check a contract no
+    longer in force. Same contract: the stored suite is used as it is; changed: it is remade."""
+    from trace24.transforms.ingest.validate import Validator
+
+    contract = load_schemas().feeds["lab_results"]
+    db_path = tmp_path / "store.duckdb"
+    Validator(db_path)._checkpoint(contract)
+    suite_file = next((tmp_path / "store_gx").rglob("expectations/lab_results.json"))
+    written = suite_file.stat().st_mtime_ns
+    Validator(db_path)._checkpoint(contract)
+    assert suite_file.stat().st_mtime_ns == written
+    loosened = dataclasses.replace(contract, fields=tuple(
+        dataclasses.replace(f, required=False) if f.name == "sample_id" else f for f in contract.fields))
+    validator = Validator(db_path)
+    validator._checkpoint(loosened)
+    stored = validator.context.suites.get("lab_results")
+    assert not any(e.expectation_type == "expect_column_values_to_not_be_null" and e.column == "sample_id"
+                   for e in stored.expectations)
+    Validator(db_path)._checkpoint(contract)
+    assert any(e.expectation_type == "expect_column_values_to_not_be_null" and e.column == "sample_id"
+               for e in Validator(db_path).context.suites.get("lab_results").expectations)

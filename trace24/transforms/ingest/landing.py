@@ -120,10 +120,30 @@ def clean_header(header: str) -> str:
     return unicodedata.normalize("NFKC", str(header or "")).strip()
 
 
-def _batch(headers: list[str], kept: list[int], rows: list[list[str]], numbers: list[int]) -> pa.RecordBatch:
-    columns = [pa.array([row[i] for row in rows], pa.string()) for i in kept]
+def _batch(headers: list[str], kept: list[int], rows: list[list], numbers: list[int]) -> pa.RecordBatch:
+    """The kept columns of the rows as text (a workbook's cells are turned into text only here,
+    for the columns that are read), with the rows' numbers."""
+    columns = [pa.array([_text(row[i]) for row in rows], pa.string()) for i in kept]
     columns.append(pa.array(numbers, pa.int64()))
     return pa.RecordBatch.from_arrays(columns, names=[*(headers[i] for i in kept), ROW_NUMBER])
+
+
+def _text(value) -> str:
+    # Most cells are text already (a CSV's all; calamine gives '' for an empty one): no call.
+    return value if value.__class__ is str else _cell_text(value)
+
+
+def _is_blank(cells) -> bool:
+    """No cell holds anything but spaces (a workbook's empty cell is '' or None; a 0 is a value)."""
+    if cells.count("") == len(cells):
+        return True
+    for value in cells:
+        if value.__class__ is str:
+            if value.strip():
+                return False
+        elif value is not None:
+            return False
+    return True
 
 
 class TextTableReader:
@@ -142,7 +162,7 @@ class TextTableReader:
         else:
             raise ValueError(f"{landed.format} is not a text table")
         first = next(self._rows, None)
-        self.headers = [clean_header(h) for h in first] if first else []
+        self.headers = [clean_header(_text(h)) for h in first] if first else []
         duplicated = sorted({h for h in self.headers if self.headers.count(h) > 1})
         if duplicated:
             raise UnreadableFile(f"the header repeats columns {duplicated}")
@@ -156,7 +176,8 @@ class TextTableReader:
             except csv.Error as exc:
                 raise UnreadableFile(f"CSV cannot be parsed: {exc}") from exc
 
-    def _xlsx_rows(self) -> Iterator[list[str]]:
+    def _xlsx_rows(self) -> Iterator[list]:
+        """The sheet's rows as calamine gives them (str, float, datetime...): ``_batch`` makes text."""
         # calamine (Rust) reads a sheet ten times faster than openpyxl's read-only mode: an office's
         # returned list is a workbook, and a city's offices return hundreds of them a day.
         from python_calamine import CalamineError, CalamineWorkbook
@@ -168,9 +189,7 @@ class TextTableReader:
         except (CalamineError, OSError, ValueError) as exc:
             raise UnreadableFile(f"not a readable .xlsx workbook: {exc.__class__.__name__}: {exc}") from exc
         try:
-            for values in sheet.iter_rows():
-                # Most cells are text already (calamine gives '' for an empty one): skip the call.
-                yield [v if v.__class__ is str else _cell_text(v) for v in values]
+            yield from sheet.iter_rows()
         finally:
             book.close()
 
@@ -187,13 +206,13 @@ class TextTableReader:
         numbers: list[int] = []
         number = 0
         for row in self._rows:
-            if not any(cell.strip() for cell in row):
+            if _is_blank(row):
                 continue  # a blank line carries no record
             number += 1
-            if self.landed.format == "xlsx" and len(row) > width and not any(c.strip() for c in row[width:]):
+            if self.landed.format == "xlsx" and len(row) > width and _is_blank(row[width:]):
                 row = row[:width]  # spreadsheets pad rows with empty cells
             if len(row) != width:
-                self.malformed.append(MalformedRow(number, row, width))
+                self.malformed.append(MalformedRow(number, [_text(cell) for cell in row], width))
                 continue
             rows.append(row)
             numbers.append(number)
