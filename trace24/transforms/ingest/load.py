@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,15 +216,18 @@ def _ingest_batch(con, schemas: Schemas, batch: list[tuple[landing.LandedFile, s
                                               {"n": len(batch)}).fetchall()]
         loads = []  # (landed, sha256, load_id, RawLoad, or the reason the file is unreadable)
         deferred = []  # small files' raw rows, inserted together
+        opened = _opened_ahead([landed for landed, _ in batch])
         for (landed, sha256), load_id in zip(batch, load_ids, strict=True):
             try:
+                reader = next(opened).result()
                 loads.append((landed, sha256, load_id,
-                              raw.load_raw(con, schemas, landed, load_id, archive_dir, deferred)))
+                              raw.load_raw(con, schemas, landed, load_id, archive_dir, deferred, reader)))
             except landing.UnreadableFile as exc:
                 if landed.format != "parquet":  # rows read before the fault are not kept
                     raw.discard_load(con, contract, load_id)
                 staged.quarantine_file(con, contract, landed, load_id, str(exc))
                 loads.append((landed, sha256, load_id, str(exc)))
+        opened.close()
         raw.insert_deferred(con, contract, deferred)
         results = _stage(con, contract, [entry for entry in loads if isinstance(entry[3], raw.RawLoad)])
         outcomes, audit = [], []
@@ -253,6 +260,35 @@ def _ingest_batch(con, schemas: Schemas, batch: list[tuple[landing.LandedFile, s
         elif outcome.status == "empty":
             log.warning("%s: the file is empty", landed.relative_path)
     return outcomes
+
+
+# Workbooks parsed ahead on threads (calamine parses without holding the GIL: two cores read two
+# workbooks at once), a few files ahead of the one being loaded, so memory stays bounded.
+READ_AHEAD = 4
+
+
+def _opened_ahead(files: list[landing.LandedFile]) -> Iterator[Future]:
+    """Futures of each file's ``TextTableReader`` (None for a Parquet file), in order; a file that
+    cannot be read raises its ``UnreadableFile`` from ``result()``."""
+    def open_reader(landed):
+        return None if landed.format == "parquet" else landing.TextTableReader(landed)
+
+    if len(files) == 1:
+        done = Future()
+        try:
+            done.set_result(open_reader(files[0]))
+        except landing.UnreadableFile as exc:
+            done.set_exception(exc)
+        yield done
+        return
+    with ThreadPoolExecutor(max_workers=min(READ_AHEAD, os.cpu_count() or 1)) as pool:
+        pending: deque[Future] = deque()
+        for landed in files:
+            pending.append(pool.submit(open_reader, landed))
+            if len(pending) > READ_AHEAD:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
 
 
 def _stage(con, contract, loads: list[tuple]) -> dict[int, staged.StageResult]:

@@ -105,10 +105,11 @@ PYTHON_READ_BYTES = 1 << 20
 
 
 def load_text_table(con, schemas: Schemas, landed: LandedFile, load_id: int,
-                    deferred: list[pa.RecordBatch] | None = None) -> RawLoad:
+                    deferred: list[pa.RecordBatch] | None = None, reader: TextTableReader | None = None) -> RawLoad:
     """Read a CSV or XLSX file into ``raw_<feed>``. With ``deferred``, a small file's rows are
-    appended to it instead, as record batches of the raw table's columns, for ``insert_deferred``."""
-    reader = TextTableReader(landed)
+    appended to it instead, as record batches of the raw table's columns, for ``insert_deferred``.
+    ``reader``: the file already opened (a workbook parsed ahead, on another thread)."""
+    reader = reader or TextTableReader(landed)
     contract = schemas.feeds[landed.feed]
     table = raw_table(landed.feed)
     source, source_params = raw_loads_source(landed.feed), raw_loads_params([load_id])
@@ -257,7 +258,7 @@ def load_parquet(con, schemas: Schemas, landed: LandedFile, load_id: int, archiv
 
 
 def load_raw(con, schemas: Schemas, landed: LandedFile, load_id: int, archive_dir: Path,
-             deferred: list[pa.RecordBatch] | None = None) -> RawLoad:
+             deferred: list[pa.RecordBatch] | None = None, reader: TextTableReader | None = None) -> RawLoad:
     if landed.format == "parquet":
         return load_parquet(con, schemas, landed, load_id, archive_dir)
-    return load_text_table(con, schemas, landed, load_id, deferred)
+    return load_text_table(con, schemas, landed, load_id, deferred, reader)
