@@ -122,7 +122,8 @@ def main() -> None:
     for turn, pair in enumerate(pairs):
         without, with_returns = pair["without"], pair["with"]
         order = "without first" if turn % 2 == 0 else "with first"
-        print(f"\npair {turn + 1} ({order}): day {len(days)}'s deliveries without / with the returns of day {len(days) - 1}")
+        print(f"\npair {turn + 1} ({order}): day {len(days)}'s deliveries without / with the returns "
+              f"of day {len(days) - 1}")
         print(f"{'stage':<12}{'without':>10}{'with':>10}{'added':>10}")
         for name in stage_names:
             a = next(s["seconds"] for s in without["stages"] if s["stage"] == name)
