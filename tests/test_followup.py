@@ -400,4 +400,17 @@ def test_a_corrected_phone_or_address_becomes_the_persons_record_in_the_same_run
     community.assign_communities(con, settings.linkage.auto_link)
     identity.build_persons(con)
     assert con.execute(f"SELECT {PERSON_ROWS[0]} {PERSON_ROWS[1]}").fetchall() == rows
+    # The next day a second phone for the same person: only that column changes (nobody is moved by a
+    # phone), as a rebuild gives it; a run with nothing new does nothing.
+    write_csv(tmp_path / "landing" / "2020-02-16" / "community" / f"list_returns_{registered[0][1]}.csv",
+              CORRECTION_HEADER, [[registered[0][0], "信息有误", "", "王社工", "正确电话13700000001"]])
+    ingest_with(con, tmp_path / "landing", db_path)
+    settings = RunSettings.build(db_path, as_of=T(2020, 2, 17))
+    database.in_transaction(con, follow_up_task.fn, con, settings, answer_layout)
+    assert identity.note_corrected_persons(con) == (0, 0)
+    rows = con.execute(f"SELECT {PERSON_ROWS[0]} {PERSON_ROWS[1]}").fetchall()
+    assert {row[0]: row[1] for row in rows}[registered[0][2]] == "13700000001"
+    community.assign_communities(con, settings.linkage.auto_link)
+    identity.build_persons(con)
+    assert con.execute(f"SELECT {PERSON_ROWS[0]} {PERSON_ROWS[1]}").fetchall() == rows
     con.close()

@@ -50,10 +50,13 @@ def follow_up(con, settings: RunSettings, answers: list_workbooks.AnswerLayout) 
     community_lists.ensure_out_list_rows(con)
     counts = followup_answers.build_followup(con, followup_answers.followup_parameters(
         answers.values, list(answers.controlling), settings.as_of, answers.corrections))
-    if identity.note_corrected_persons(con):
+    moved, rephoned = identity.note_corrected_persons(con)
+    if moved:
         community.assign_communities(con, settings.linkage.auto_link, changed_only=True)
         identity.build_persons(con, changed_only=True)
         identity.forget_changes(con)
+    if rephoned:
+        identity.apply_corrected_phones(con)
     checks = followup_checks.build_health_checks(con, followup_checks.health_check_parameters(settings.as_of))
     return {"answers": counts, "health_checks": checks}
 

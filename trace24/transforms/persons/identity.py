@@ -569,13 +569,45 @@ def refresh_scope(con: duckdb.DuckDBPyConnection, linkage_rescored: bool) -> Ref
     return RefreshScope(False, reason, place_loads)
 
 
-def note_corrected_persons(con: duckdb.DuckDBPyConnection) -> int:
-    """Note in identity_changes every person an office corrected (``core_office_corrections``, a few
-    per day), for their rows of persons and person_communities to be redone; returns how many."""
+# Each person's latest corrected values, as PERSONS_QUERY takes them (its ``corrected`` CTE), against
+# what persons holds: only the persons a correction has not reached yet need any work.
+STALE_CORRECTIONS_SQL = """
+CREATE OR REPLACE TEMP TABLE stale_corrections AS
+WITH corrected AS (
+    SELECT person_id,
+           arg_max(phone, (delivery_date, load_id, source_row_number)) FILTER (WHERE phone IS NOT NULL) AS phone,
+           arg_max(address, (delivery_date, load_id, source_row_number)) FILTER (WHERE address IS NOT NULL) AS address
+    FROM core_office_corrections
+    GROUP BY person_id
+)
+SELECT k.person_id, k.phone, k.address IS NOT NULL AND k.address IS DISTINCT FROM p.address_text AS is_address_stale
+FROM corrected AS k
+JOIN persons AS p USING (person_id)
+WHERE p.merged_into_person_id IS NULL
+  AND (k.phone IS NOT NULL AND k.phone IS DISTINCT FROM p.phone
+       OR k.address IS NOT NULL AND k.address IS DISTINCT FROM p.address_text)
+"""
+
+
+def note_corrected_persons(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """Find the persons whose latest office correction (``core_office_corrections``) persons does
+    not show yet; note those with a new address in identity_changes, for their communities and rows
+    to be redone. Returns (new addresses, new phones alone). Read from the state, not from what
+    this run delivered: a run stopped before its commit leaves them to the next."""
+    con.execute(STALE_CORRECTIONS_SQL)
     con.execute("""INSERT INTO identity_changes
-                   SELECT DISTINCT person_id FROM core_office_corrections
+                   SELECT person_id FROM stale_corrections WHERE is_address_stale
                    EXCEPT SELECT person_id FROM identity_changes""")
-    return scalar(con, "SELECT count(*) FROM identity_changes")
+    return con.execute("SELECT count(*) FILTER (WHERE is_address_stale), count(*) FILTER (WHERE NOT is_address_stale) "
+                       "FROM stale_corrections").fetchone()
+
+
+def apply_corrected_phones(con: duckdb.DuckDBPyConnection) -> None:
+    """A new phone alone changes one column of the person's row, and moves nobody (communities are
+    placed by register and addresses): set it, as a rebuild of the row would (the office's phone
+    wins over every other, PERSONS_QUERY)."""
+    con.execute("""UPDATE persons SET phone = s.phone FROM stale_corrections AS s
+                   WHERE persons.person_id = s.person_id AND NOT s.is_address_stale""")
 
 
 def forget_changes(con: duckdb.DuckDBPyConnection) -> None:
