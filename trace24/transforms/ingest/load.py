@@ -96,11 +96,6 @@ def already_loaded(con, landed: landing.LandedFile, sha256: str) -> bool:
     ).fetchone()[0]
 
 
-def is_loaded(con, landed: landing.LandedFile) -> bool:
-    """True when this exact file (path and content) was loaded before: nothing to do."""
-    return already_loaded(con, landed, file_sha256(con, landed))
-
-
 AUDIT_COLUMNS = ("load_id", "run_id", "delivery_date", "agency", "feed", "source_file", "file_sha256", "file_bytes",
                  "encoding", "column_map", "file_status", "rows_read", "rows_loaded", "rows_quarantined",
                  "rows_superseded", "unmapped_columns", "validation_passed", "message")

@@ -287,15 +287,6 @@ def stage_loads(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_m
     return {load_id: StageResult(*counts.get(load_id, (0, 0)), 0) for load_id in load_ids}
 
 
-def stage_load(con: duckdb.DuckDBPyConnection, contract: FeedContract, column_map: ColumnMap,
-               load_id: int, source: str, source_params: dict,
-               typed_columns: frozenset[str] = frozenset()) -> StageResult:
-    """Stage one load, quarantine its failures, supersede the older versions of its records."""
-    result = stage_loads(con, contract, column_map, [load_id], source, source_params, typed_columns)[load_id]
-    result.rows_superseded = supersede(con, contract, [load_id])[load_id]
-    return result
-
-
 def _quarantine_failures(con, contract: FeedContract, column_map: ColumnMap, source: str,
                          source_params: dict) -> None:
     """Quarantine the failed rows with their reasons and their raw cells, read again from the
