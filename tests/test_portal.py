@@ -6,6 +6,7 @@ headers, the access log and uploads."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -67,6 +68,14 @@ def client(app) -> TestClient:
 
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html)[1]
+
+
+def office_a_on(snapshot: Path, city: dict, tmp_path: Path) -> TestClient:
+    """Office a, logged in to a portal serving ``snapshot`` (a test's own changed copy)."""
+    Accounts(tmp_path / "portal.sqlite").add_user("office-a", "office", city["a"], PASSWORD)
+    app = create_app(PortalConfig(snapshot=snapshot, lists_dir=city["folder"] / "lists",
+                                  accounts=tmp_path / "portal.sqlite"))
+    return logged_in(app, "office-a")[0]
 
 
 def logged_in(app, username: str) -> tuple[TestClient, str]:
@@ -261,11 +270,7 @@ def test_an_office_opens_a_person_of_its_list_with_what_it_answered(city, tmp_pa
         con.execute("""INSERT INTO core_health_checks (row_key, community_code, check_date, temperature_c,
                            observation_status, reporter_kind, load_id, source_row_number)
                        VALUES (?, ?, DATE '2020-02-14', 38.6, '继续观察', 'facility', 9002, 1)""", [key, city["a"]])
-    accounts = Accounts(tmp_path / "portal.sqlite")
-    accounts.add_user("office-a", "office", city["a"], PASSWORD)
-    app = create_app(PortalConfig(snapshot=snapshot, lists_dir=city["folder"] / "lists",
-                                  accounts=tmp_path / "portal.sqlite"))
-    browser, _ = logged_in(app, "office-a")
+    browser = office_a_on(snapshot, city, tmp_path)
     assert f'href="/c/{city["a"]}/p/{key}"' in browser.get(f"/c/{city['a']}").text
     person = browser.get(f"/c/{city['a']}/p/{key}")
     assert person.status_code == 200 and key in person.text
@@ -289,11 +294,7 @@ def test_the_list_table_escapes_every_cell_and_filters_by_grid(city, tmp_path):
         grids = con.execute("""SELECT row_values[8], count(*) FROM out_list_rows
                                WHERE as_of = ? AND community_code = ? AND row_values[8] <> ''
                                GROUP BY ALL ORDER BY 1""", [city["as_of"], city["a"]]).fetchall()
-    accounts = Accounts(tmp_path / "portal.sqlite")
-    accounts.add_user("office-a", "office", city["a"], PASSWORD)
-    app = create_app(PortalConfig(snapshot=snapshot, lists_dir=city["folder"] / "lists",
-                                  accounts=tmp_path / "portal.sqlite"))
-    browser, _ = logged_in(app, "office-a")
+    browser = office_a_on(snapshot, city, tmp_path)
     page = browser.get(f"/c/{city['a']}").text
     assert "&lt;b onclick=&#34;x&#34;&gt;李&amp;&#39;" in page and "<b onclick" not in page
     grid, count = grids[0]
@@ -374,11 +375,7 @@ def test_a_new_snapshot_renamed_in_is_served_at_the_next_request(city, tmp_path)
 
     snapshot = tmp_path / "t_read.duckdb"
     shutil.copy(city["folder"] / "t_read.duckdb", snapshot)
-    accounts = Accounts(tmp_path / "portal.sqlite")
-    accounts.add_user("office-a", "office", city["a"], PASSWORD)
-    app = create_app(PortalConfig(snapshot=snapshot, lists_dir=city["folder"] / "lists",
-                                  accounts=tmp_path / "portal.sqlite"))
-    browser, _ = logged_in(app, "office-a")
+    browser = office_a_on(snapshot, city, tmp_path)
     before = browser.get(f"/c/{city['a']}").text
     assert city["as_of"].strftime("%Y-%m-%d %H:%M") in before
     later = city["as_of"] + dt.timedelta(days=1)
